@@ -1,0 +1,28 @@
+"""nnjit's math: every op as a Numba kernel next to its NumPy twin.
+
+Calling a kernel (``softmax_update_output(x, out)``) follows the backend in force;
+``kernel.numba`` and ``kernel.numpy`` force one path. ``ALL_KERNELS`` maps names to kernels.
+"""
+from ._jit import ALL_KERNELS, Kernel
+from .activations import (elu_update_grad_input, elu_update_output,
+                          leaky_relu_update_grad_input, leaky_relu_update_output,
+                          relu_update_grad_input, relu_update_output,
+                          softplus_update_grad_input, softplus_update_output)
+from .batchnorm import (batch_norm_update_grad_input, batch_norm_update_output,
+                        channelwise_scaling_acc_grad_parameters,
+                        channelwise_scaling_update_grad_input,
+                        channelwise_scaling_update_output)
+from .dropout import dropout_update_grad_input, dropout_update_output, drop_threshold
+from .linear import bias_acc_grad, bias_add, linear_acc_grad_parameters, linear_update_output
+from .mse import mse_update_grad_input, mse_update_output
+from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
+                  cross_entropy_update_grad_input, cross_entropy_update_output,
+                  nll_log_labels_update_grad_input, nll_log_labels_update_output,
+                  nll_log_update_grad_input, nll_log_update_output,
+                  nll_prob_labels_update_grad_input, nll_prob_labels_update_output,
+                  nll_prob_update_grad_input, nll_prob_update_output)
+from .optim import adam_step, sgd_momentum_step
+from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
+                      softmax_update_grad_input, softmax_update_output)
+
+__all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold"]

@@ -1,0 +1,140 @@
+"""How a kernel is built and called: one Python body, a serial and a parallel Numba variant,
+a NumPy twin, and the single dispatch point that picks among them."""
+import contextvars
+import ctypes
+import os
+import sys
+import threading
+
+import numba
+
+from nnjit._backend import get_backend
+
+from ._config import FASTMATH, PARALLEL_MIN_ELEMENTS
+
+ALL_KERNELS = {}
+
+
+def _preload_pip_tbb():
+    """Make a pip-installed TBB visible to Numba.
+
+    ``pip install tbb`` puts libtbb.so.12 in ``<prefix>/lib``, which the dynamic loader does not
+    search, so Numba silently falls back to a layer that is not fork-safe (numba issue #6108).
+    Loading it by path with RTLD_GLOBAL first lets Numba's tbbpool resolve it.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        path = os.path.join(prefix, "lib", "libtbb.so.12")
+        if os.path.exists(path):
+            try:
+                ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            return
+
+
+_preload_pip_tbb()
+
+
+class _ParallelGuard:
+    """Parallel launches that can never abort the process.
+
+    TBB and OpenMP accept launches from several Python threads at once. Numba's workqueue
+    layer aborts the process when that happens, so under it a launch only goes parallel when
+    no other launch is running, and otherwise takes the serial variant (same result).
+    """
+
+    THREAD_SAFE_LAYERS = ("tbb", "omp")
+
+    def __init__(self):
+        self._first_launch = threading.Lock()
+        self._busy = threading.Lock()
+        self.layer = None
+
+    def run(self, parallel, serial, args):
+        if self.layer is None:
+            with self._first_launch:
+                if self.layer is None:
+                    result = self._run_exclusive(parallel, args)
+                    self.layer = numba.threading_layer()
+                    return result
+        if self.layer in self.THREAD_SAFE_LAYERS:
+            return parallel(*args)
+        if self._busy.acquire(blocking=False):
+            try:
+                return parallel(*args)
+            finally:
+                self._busy.release()
+        return serial(*args)
+
+    def _run_exclusive(self, parallel, args):
+        with self._busy:
+            return parallel(*args)
+
+
+PARALLEL_GUARD = _ParallelGuard()
+
+# Set by nnjit.warmup(): every call then compiles and runs both variants.
+_compile_both = contextvars.ContextVar("nnjit_compile_both", default=False)
+
+
+class Kernel:
+    """One op on both paths. Calling it follows the backend in force (``nnjit.set_backend``);
+    ``.numba`` and ``.numpy`` force a path, with the same signature and semantics."""
+
+    def __init__(self, name, numba_impl, doc=None):
+        self.__name__ = self.name = name
+        self.__doc__ = doc
+        self.numba = numba_impl
+        self.numpy = None
+        ALL_KERNELS[name] = self
+
+    def numpy_twin(self, func):
+        """Decorator registering the NumPy twin of this kernel."""
+        self.numpy = func
+        return self
+
+    def __call__(self, *args):
+        if get_backend() == "numpy":
+            return self.numpy(*args)
+        return self.numba(*args)
+
+    def __repr__(self):
+        return f"<nnjit kernel {self.name}>"
+
+
+def jit(func):
+    """A serial helper compiled with the house flags, callable from kernels."""
+    return numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True)(func)
+
+
+def kernel(size_arg=0):
+    """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
+
+    The parallel variant runs when ``args[size_arg]`` has at least PARALLEL_MIN_ELEMENTS
+    elements. Both variants compile lazily on first use, never at import.
+    """
+
+    def wrap(body):
+        serial = numba.njit(parallel=False, fastmath=FASTMATH, error_model="numpy", nogil=True)(body)
+        parallel = numba.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True)(body)
+
+        def run(*args):
+            if _compile_both.get():
+                PARALLEL_GUARD.run(parallel, serial, args)
+                return serial(*args)
+            if args[size_arg].size >= PARALLEL_MIN_ELEMENTS:
+                return PARALLEL_GUARD.run(parallel, serial, args)
+            return serial(*args)
+
+        k = Kernel(body.__name__, run, body.__doc__)
+        k.serial, k.parallel = serial, parallel
+        return k
+
+    return wrap
+
+
+def composite(func):
+    """Decorator: a kernel whose Numba path is Python calling BLAS and jitted helpers."""
+    return Kernel(func.__name__, func, func.__doc__)

@@ -1,0 +1,68 @@
+"""Linear: BLAS does the matrix products (a hand-written matmul would be slower); kernels do
+the parts BLAS has no call for, the bias add and the bias gradient."""
+import numpy as np
+from numba import prange
+
+from ._config import COLUMN_BLOCK
+from ._jit import composite, kernel
+
+
+@kernel()
+def bias_add(output, bias):
+    """output [OUT] (n, c) += bias (c,) on every row."""
+    n, c = output.shape
+    for i in prange(n):
+        for j in range(c):
+            output[i, j] += bias[j]
+
+
+@bias_add.numpy_twin
+def bias_add_numpy(output, bias):
+    output += bias
+
+
+@kernel()
+def bias_acc_grad(grad_output, grad_bias):
+    """grad_bias [OUT] (c,) += the column sums of grad_output (n, c)."""
+    n, c = grad_output.shape
+    n_blocks = (c + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+    for block in prange(n_blocks):
+        start = block * COLUMN_BLOCK
+        stop = min(start + COLUMN_BLOCK, c)
+        for i in range(n):
+            for j in range(start, stop):
+                grad_bias[j] += grad_output[i, j]
+
+
+@bias_acc_grad.numpy_twin
+def bias_acc_grad_numpy(grad_output, grad_bias):
+    grad_bias += grad_output.sum(axis=0)
+
+
+@composite
+def linear_update_output(input, output, weight, bias):
+    """input (n, i); output [OUT] (n, o) = input @ weight.T + bias; weight (o, i); bias (o,)."""
+    np.matmul(input, weight.T, out=output)
+    bias_add.numba(output, bias)
+
+
+@linear_update_output.numpy_twin
+def linear_update_output_numpy(input, output, weight, bias):
+    np.matmul(input, weight.T, out=output)
+    output += bias
+
+
+@composite
+def linear_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, weight_buffer):
+    """input (n, i); grad_output (n, o); grad_weight [OUT] (o, i) += grad_output.T @ input;
+    grad_bias [OUT] (o,) += column sums of grad_output; weight_buffer [BUFFER] (o, i)."""
+    np.matmul(grad_output.T, input, out=weight_buffer)
+    grad_weight += weight_buffer
+    bias_acc_grad.numba(grad_output, grad_bias)
+
+
+@linear_acc_grad_parameters.numpy_twin
+def linear_acc_grad_parameters_numpy(input, grad_output, grad_weight, grad_bias, weight_buffer):
+    np.matmul(grad_output.T, input, out=weight_buffer)
+    grad_weight += weight_buffer
+    grad_bias += grad_output.sum(axis=0)

@@ -1,0 +1,105 @@
+"""SoftMax and LogSoftMax over axis 1 of a (batch, features) array.
+
+Rows are independent, so the parallel variant splits rows among threads; every row is
+shifted by its maximum so exp never overflows. A row of all -inf has no maximum to shift by
+and gives NaN, as in torch.
+"""
+import numpy as np
+from numba import prange
+
+from ._jit import kernel
+
+
+@kernel()
+def softmax_update_output(input, output):
+    """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row."""
+    n, c = input.shape
+    zero = input.dtype.type(0)
+    for i in prange(n):
+        row_max = input.dtype.type(-np.inf)
+        for j in range(c):
+            row_max = max(row_max, input[i, j])
+        total = zero
+        for j in range(c):
+            e = np.exp(input[i, j] - row_max)
+            output[i, j] = e
+            total += e
+        inv_total = input.dtype.type(1) / total
+        for j in range(c):
+            output[i, j] *= inv_total
+
+
+@softmax_update_output.numpy_twin
+@np.errstate(invalid="ignore")
+def softmax_update_output_numpy(input, output):
+    np.subtract(input, input.max(axis=1, keepdims=True), out=output)
+    np.exp(output, out=output)
+    output /= output.sum(axis=1, keepdims=True)
+
+
+@kernel()
+def softmax_update_grad_input(output, grad_output, grad_input):
+    """output (n, c) saved by forward; grad_output (n, c); grad_input [OUT] (n, c)
+    = output * (grad_output - sum(grad_output * output)) per row."""
+    n, c = output.shape
+    for i in prange(n):
+        dot = output.dtype.type(0)
+        for j in range(c):
+            dot += grad_output[i, j] * output[i, j]
+        for j in range(c):
+            grad_input[i, j] = output[i, j] * (grad_output[i, j] - dot)
+
+
+@softmax_update_grad_input.numpy_twin
+def softmax_update_grad_input_numpy(output, grad_output, grad_input):
+    dot = np.einsum("ij,ij->i", grad_output, output)[:, None]
+    np.subtract(grad_output, dot, out=grad_input)
+    grad_input *= output
+
+
+@kernel()
+def log_softmax_update_output(input, output):
+    """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row."""
+    n, c = input.shape
+    for i in prange(n):
+        row_max = input.dtype.type(-np.inf)
+        for j in range(c):
+            row_max = max(row_max, input[i, j])
+        total = input.dtype.type(0)
+        for j in range(c):
+            total += np.exp(input[i, j] - row_max)
+        shift = row_max + np.log(total)
+        for j in range(c):
+            output[i, j] = input[i, j] - shift
+
+
+@log_softmax_update_output.numpy_twin
+@np.errstate(invalid="ignore")
+def log_softmax_update_output_numpy(input, output):
+    row_max = input.max(axis=1, keepdims=True)
+    np.subtract(input, row_max, out=output)
+    np.exp(output, out=output)
+    shift = np.log(output.sum(axis=1, keepdims=True))
+    shift += row_max
+    np.subtract(input, shift, out=output)
+
+
+@kernel()
+def log_softmax_update_grad_input(output, grad_output, grad_input):
+    """output (n, c) saved by forward; grad_output (n, c); grad_input [OUT] (n, c)
+    = grad_output - exp(output) * sum(grad_output) per row."""
+    n, c = output.shape
+    for i in prange(n):
+        total = output.dtype.type(0)
+        for j in range(c):
+            total += grad_output[i, j]
+        for j in range(c):
+            grad_input[i, j] = grad_output[i, j] - np.exp(output[i, j]) * total
+
+
+@log_softmax_update_grad_input.numpy_twin
+def log_softmax_update_grad_input_numpy(output, grad_output, grad_input):
+    total = grad_output.sum(axis=1, keepdims=True)
+    np.exp(output, out=grad_input)
+    grad_input *= -total
+    grad_input += grad_output

@@ -1,0 +1,75 @@
+"""Input checks at the module boundary: every kernel receives C-contiguous float32 or float64
+arrays of the shapes it expects, so kernels never bounds-check and never read memory wrongly."""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_array(value, who, what):
+    if isinstance(value, np.ndarray):
+        return value
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise TypeError(f"{who}: {what} must be an array, got {type(value).__name__} ({exc})") from exc
+
+
+def float_array(value, who, what="input", dtype=None):
+    """value as a C-contiguous float array: in its own dtype (float32 or float64) when dtype is
+    None, else cast to dtype from any floating dtype. Anything else is a TypeError."""
+    array = _as_array(value, who, what)
+    if dtype is None:
+        if array.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{who}: {what} must be a float32 or float64 array, got dtype {array.dtype}")
+    elif array.dtype.kind != "f":
+        raise TypeError(f"{who}: {what} must be a floating-point array, got dtype {array.dtype}")
+    return np.ascontiguousarray(array, dtype=dtype)
+
+
+def require_ndim(array, ndim, who, what="input", meaning="(batch, features)"):
+    if array.ndim != ndim:
+        raise ValueError(f"{who}: {what} must be {ndim}-D {meaning}, got shape {array.shape}")
+
+
+def require_shape(array, shape, who, what):
+    if array.shape != tuple(shape):
+        raise ValueError(f"{who}: {what} must have shape {tuple(shape)}, got {array.shape}")
+
+
+def grad_output_array(value, shape, dtype, who):
+    """gradOutput as a C-contiguous array of the computing dtype with the forward output's shape."""
+    grad = float_array(value, who, "gradOutput", dtype=dtype)
+    require_shape(grad, shape, who, "gradOutput (the shape of the output)")
+    return grad
+
+
+def buffer(current, shape, dtype, avoid=None):
+    """Reuse ``current`` when it has this shape and dtype and does not overlap ``avoid``
+    (the input, when a caller feeds a module its own output); else a new array."""
+    if (current is not None and current.shape == tuple(shape) and current.dtype == dtype
+            and (avoid is None or not np.may_share_memory(current, avoid))):
+        return current
+    return np.empty(shape, dtype=dtype)
+
+
+def probability(value, who, name="p"):
+    try:
+        p = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{who}: {name} must be a number in [0, 1], got {value!r}") from exc
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{who}: {name} must be in [0, 1], got {value!r}")
+    return p
+
+
+def positive_int(value, who, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def param_dtype(dtype, who):
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{who}: dtype must be float32 or float64, got {dtype}")
+    return dtype

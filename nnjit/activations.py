@@ -1,0 +1,78 @@
+"""Element-wise activations: ReLU, LeakyReLU, ELU, SoftPlus. They take input of any shape and
+compute in its dtype (float32 or float64)."""
+from . import _checks
+from . import kernels as K
+from .module import Module
+
+
+class _Elementwise(Module):
+    """A parameter-free module whose kernels run over the flattened input."""
+
+    forward_kernel = None
+    backward_kernel = None
+
+    def _scalars(self, dtype):
+        """Extra kernel arguments, cast to the computing dtype."""
+        return ()
+
+    def updateOutput(self, input):
+        x = _checks.float_array(input, self._name)
+        out = self._output_buffer(x.shape, x.dtype, x)
+        self.forward_kernel(x.reshape(-1), out.reshape(-1), *self._scalars(x.dtype))
+        return out
+
+    def updateGradInput(self, input, gradOutput):
+        x = _checks.float_array(input, self._name)
+        g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
+        grad_input = self._grad_input_buffer(x.shape, x.dtype, g)
+        self.backward_kernel(x.reshape(-1), g.reshape(-1), grad_input.reshape(-1),
+                             *self._scalars(x.dtype))
+        return grad_input
+
+
+class ReLU(_Elementwise):
+    """max(x, 0); gradient 1 where x > 0."""
+
+    forward_kernel = K.relu_update_output
+    backward_kernel = K.relu_update_grad_input
+
+
+class LeakyReLU(_Elementwise):
+    """x where x > 0, slope * x elsewhere; the gradient at exactly 0 is the slope."""
+
+    forward_kernel = K.leaky_relu_update_output
+    backward_kernel = K.leaky_relu_update_grad_input
+
+    def __init__(self, slope=0.03):
+        super().__init__()
+        self.slope = float(slope)
+
+    def _scalars(self, dtype):
+        return (dtype.type(self.slope),)
+
+    def __repr__(self):
+        return f"LeakyReLU({self.slope:g})"
+
+
+class ELU(_Elementwise):
+    """x where x > 0, alpha * (exp(x) - 1) elsewhere."""
+
+    forward_kernel = K.elu_update_output
+    backward_kernel = K.elu_update_grad_input
+
+    def __init__(self, alpha=1.0):
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def _scalars(self, dtype):
+        return (dtype.type(self.alpha),)
+
+    def __repr__(self):
+        return f"ELU({self.alpha:g})"
+
+
+class SoftPlus(_Elementwise):
+    """log(1 + exp(x)), stable for large |x|; gradient sigmoid(x)."""
+
+    forward_kernel = K.softplus_update_output
+    backward_kernel = K.softplus_update_grad_input

@@ -1,0 +1,131 @@
+"""Criterions: MSECriterion, ClassNLLCriterion (probability or log-probability input),
+ClassNLLCriterionUnstable, CrossEntropyCriterion. Losses are averaged over the batch."""
+import numpy as np
+
+from . import _checks
+from . import kernels as K
+from .module import Criterion
+
+
+class MSECriterion(Criterion):
+    """sum((input - target)**2) / batch; input and target of the same shape (batch, ...)."""
+
+    def _pair(self, input, target):
+        x = _checks.float_array(input, self._name)
+        if x.ndim < 1 or x.shape[0] == 0:
+            raise ValueError(f"{self._name}: input must be a non-empty batch, got shape {x.shape}")
+        t = _checks.float_array(target, self._name, "target", dtype=x.dtype)
+        _checks.require_shape(t, x.shape, self._name, "target (the shape of the input)")
+        n = x.shape[0]
+        return x.reshape(n, -1), t.reshape(n, -1)
+
+    def updateOutput(self, input, target):
+        x, t = self._pair(input, target)
+        loss = K.mse_update_output(x, t, self._row_loss_buffer(x.shape[0], x.dtype))
+        return self._store_loss(loss, x.dtype)
+
+    def updateGradInput(self, input, target):
+        x, t = self._pair(input, target)
+        grad_input = self._grad_input_buffer(np.shape(input), x.dtype)
+        K.mse_update_grad_input(x, t, grad_input.reshape(x.shape))
+        return grad_input
+
+
+class _ClassCriterion(Criterion):
+    """Targets as integer labels (batch,) in [0, classes) or dense (batch, classes) rows
+    (one-hot, or any class distribution)."""
+
+    labels_kernels = None  # (forward, backward) for labels
+    dense_kernels = None  # (forward, backward) for dense targets
+
+    def _check_input(self, x):
+        """Form-specific input check (the probability form refuses negative input)."""
+
+    def _extra(self, dtype):
+        return ()
+
+    def _target(self, target, x):
+        t = np.asarray(target)
+        n, classes = x.shape
+        if t.ndim == 1:
+            if t.dtype.kind not in "iu":
+                raise TypeError(f"{self._name}: labels must be integers, got dtype {t.dtype}")
+            _checks.require_shape(t, (n,), self._name, "labels (one per sample)")
+            low, high = t.min(), t.max()
+            if low < 0 or high >= classes:
+                bad = low if low < 0 else high
+                raise ValueError(f"{self._name}: labels must be in [0, {classes}), got {bad}")
+            return True, np.ascontiguousarray(t, dtype=np.int64)
+        if t.ndim == 2:
+            if t.dtype.kind not in "biuf":
+                raise TypeError(f"{self._name}: target must be numeric, got dtype {t.dtype}")
+            _checks.require_shape(t, x.shape, self._name, "target (one row per sample)")
+            return False, np.ascontiguousarray(t, dtype=x.dtype)
+        raise ValueError(f"{self._name}: target must be labels (batch,) or a (batch, classes) "
+                         f"array, got shape {t.shape}")
+
+    def _prepare(self, input, target):
+        x = self._batch_input(input)
+        self._check_input(x)
+        is_labels, t = self._target(target, x)
+        kernels = self.labels_kernels if is_labels else self.dense_kernels
+        return x, t, kernels
+
+    def updateOutput(self, input, target):
+        x, t, (forward, _) = self._prepare(input, target)
+        loss = forward(x, t, self._row_loss_buffer(x.shape[0], x.dtype), *self._extra(x.dtype))
+        return self._store_loss(loss, x.dtype)
+
+    def updateGradInput(self, input, target):
+        x, t, (_, backward) = self._prepare(input, target)
+        grad_input = self._grad_input_buffer(x.shape, x.dtype)
+        backward(x, t, grad_input, *self._extra(x.dtype))
+        return grad_input
+
+
+class ClassNLLCriterion(_ClassCriterion):
+    """Negative log-likelihood, -sum(target * log p) / batch.
+
+    ``ClassNLLCriterion()`` (the seed's form) takes probabilities p (SoftMax output), clipped
+    to [EPS, 1 - EPS]. ``ClassNLLCriterion(log_input=True)`` takes log-probabilities (LogSoftMax
+    output), as PyTorch's NLLLoss."""
+
+    EPS = 1e-15
+
+    def __init__(self, log_input=False):
+        super().__init__()
+        self.log_input = bool(log_input)
+        if self.log_input:
+            self.labels_kernels = (K.nll_log_labels_update_output, K.nll_log_labels_update_grad_input)
+            self.dense_kernels = (K.nll_log_update_output, K.nll_log_update_grad_input)
+        else:
+            self.labels_kernels = (K.nll_prob_labels_update_output, K.nll_prob_labels_update_grad_input)
+            self.dense_kernels = (K.nll_prob_update_output, K.nll_prob_update_grad_input)
+
+    def _check_input(self, x):
+        if not self.log_input and x.size and x.min() < 0:
+            raise ValueError(
+                f"{self._name}: input has negative values, but this form takes probabilities "
+                "(SoftMax output). For log-probabilities (LogSoftMax output) use "
+                "ClassNLLCriterion(log_input=True); for raw scores use CrossEntropyCriterion.")
+
+    def _extra(self, dtype):
+        return () if self.log_input else (dtype.type(self.EPS),)
+
+    def __repr__(self):
+        return f"{self._name}(log_input=True)" if self.log_input else self._name
+
+
+class ClassNLLCriterionUnstable(ClassNLLCriterion):
+    """The probability form of ClassNLLCriterion, under the name later versions of the
+    assignment use."""
+
+    def __init__(self):
+        super().__init__(log_input=False)
+
+
+class CrossEntropyCriterion(_ClassCriterion):
+    """LogSoftMax and ClassNLLCriterion(log_input=True) fused: takes raw scores."""
+
+    labels_kernels = (K.cross_entropy_labels_update_output, K.cross_entropy_labels_update_grad_input)
+    dense_kernels = (K.cross_entropy_update_output, K.cross_entropy_update_grad_input)

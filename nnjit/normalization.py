@@ -1,0 +1,137 @@
+"""BatchNormalization (without affine parameters, as in the seed) and ChannelwiseScaling."""
+import numpy as np
+
+from . import _checks
+from . import kernels as K
+from .linear import _Parameter
+from .module import Module
+
+
+class BatchNormalization(Module):
+    """Normalizes each feature over the batch: (x - mean) / sqrt(var + EPS) with the batch's
+    mean and biased variance in training, the moving ones in evaluation. In training,
+    ``moving = alpha * moving + (1 - alpha) * batch`` (moving statistics start at 0 and 1, as
+    in torch). Computes in the input's dtype."""
+
+    EPS = 1e-3
+
+    def __init__(self, alpha=0.0):
+        super().__init__()
+        self.alpha = _checks.probability(alpha, "BatchNormalization", "alpha")
+        self.moving_mean = None
+        self.moving_variance = None
+        self._save_mean = None
+        self._save_invstd = None
+        self._forward_input = None
+        self._forward_training = None
+
+    def _input(self, input):
+        x = _checks.float_array(input, self._name)
+        _checks.require_ndim(x, 2, self._name)
+        return x
+
+    def _moving_statistics(self, n_features, dtype):
+        if self.moving_mean is None:
+            self.moving_mean = np.zeros(n_features, dtype=dtype)
+            self.moving_variance = np.ones(n_features, dtype=dtype)
+        for name in ("moving_mean", "moving_variance"):
+            stat = getattr(self, name)
+            if stat.shape != (n_features,):
+                raise ValueError(f"{self._name}: input has {n_features} features but {name} "
+                                 f"has shape {stat.shape}")
+            if stat.dtype != dtype or not stat.flags.c_contiguous or not stat.flags.writeable:
+                setattr(self, name, np.array(stat, dtype=dtype))
+
+    def _run_forward(self, x, alpha):
+        if self.training and x.shape[0] == 0:
+            raise ValueError(f"{self._name}: batch statistics of an empty batch are undefined")
+        self._moving_statistics(x.shape[1], x.dtype)
+        self._save_mean = _checks.buffer(self._save_mean, (x.shape[1],), x.dtype)
+        self._save_invstd = _checks.buffer(self._save_invstd, (x.shape[1],), x.dtype)
+        out = self._output_buffer(x.shape, x.dtype, x)
+        K.batch_norm_update_output(x, out, self.moving_mean, self.moving_variance, self._save_mean,
+                                   self._save_invstd, alpha, float(self.EPS), self.training)
+        self._forward_training = self.training
+        return out
+
+    def updateOutput(self, input):
+        alpha = _checks.probability(self.alpha, self._name, "alpha")
+        out = self._run_forward(self._input(input), alpha)
+        self._forward_input = input
+        return out
+
+    def updateGradInput(self, input, gradOutput):
+        x = self._input(input)
+        g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
+        if (input is not self._forward_input or self._forward_training != self.training
+                or self._save_mean.dtype != x.dtype):
+            # Statistics of this input, leaving the moving ones as they are (alpha = 1).
+            self._run_forward(x, 1.0)
+            self._forward_input = input
+        grad_input = self._grad_input_buffer(x.shape, x.dtype, g)
+        K.batch_norm_update_grad_input(x, g, grad_input, self._save_mean, self._save_invstd,
+                                       self.training)
+        return grad_input
+
+    def __repr__(self):
+        return f"BatchNormalization(alpha={self.alpha:g})"
+
+
+class ChannelwiseScaling(Module):
+    """``ChannelwiseScaling(n_out)``: output = input * gamma + beta per feature, gamma and
+    beta uniform in +-1/sqrt(n_out). Computes in its parameters' dtype (float32 unless
+    ``dtype=``)."""
+
+    gamma = _Parameter()
+    beta = _Parameter()
+    gradGamma = _Parameter()
+    gradBeta = _Parameter()
+
+    def __init__(self, n_out, dtype=np.float32):
+        super().__init__()
+        n_out = _checks.positive_int(n_out, "ChannelwiseScaling", "n_out")
+        self.dtype = _checks.param_dtype(dtype, "ChannelwiseScaling")
+        self._shapes = dict.fromkeys(("gamma", "beta", "gradGamma", "gradBeta"), (n_out,))
+        stdv = 1.0 / np.sqrt(n_out)
+        self.gamma = np.random.uniform(-stdv, stdv, size=n_out)
+        self.beta = np.random.uniform(-stdv, stdv, size=n_out)
+        self.gradGamma = np.zeros(n_out)
+        self.gradBeta = np.zeros(n_out)
+
+    @property
+    def n_out(self):
+        return self._shapes["gamma"][0]
+
+    def _input(self, input):
+        x = _checks.float_array(input, self._name, dtype=self.dtype)
+        _checks.require_ndim(x, 2, self._name)
+        if x.shape[1] != self.n_out:
+            raise ValueError(f"{self._name}: input must have {self.n_out} features, got shape {x.shape}")
+        return x
+
+    def updateOutput(self, input):
+        x = self._input(input)
+        out = self._output_buffer(x.shape, self.dtype, x)
+        K.channelwise_scaling_update_output(x, out, self.gamma, self.beta)
+        return out
+
+    def updateGradInput(self, input, gradOutput):
+        x = self._input(input)
+        g = _checks.grad_output_array(gradOutput, x.shape, self.dtype, self._name)
+        grad_input = self._grad_input_buffer(x.shape, self.dtype, g)
+        K.channelwise_scaling_update_grad_input(g, grad_input, self.gamma)
+        return grad_input
+
+    def accGradParameters(self, input, gradOutput):
+        x = self._input(input)
+        g = _checks.grad_output_array(gradOutput, x.shape, self.dtype, self._name)
+        K.channelwise_scaling_acc_grad_parameters(x, g, self.gradGamma, self.gradBeta)
+
+    def getParameters(self):
+        return [self.gamma, self.beta]
+
+    def getGradParameters(self):
+        return [self.gradGamma, self.gradBeta]
+
+    def __repr__(self):
+        return f"ChannelwiseScaling({self.n_out})"

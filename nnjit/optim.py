@@ -1,0 +1,96 @@
+"""The assignment's functional optimizers: they update the parameter arrays in place.
+
+``variables`` and ``gradients`` are what ``getParameters()`` / ``getGradParameters()`` return:
+one list per layer (from a Sequential) or a flat list of arrays. ``state`` is a dict the
+optimizer keeps its buffers in, keyed by the running index of each variable.
+"""
+import math
+
+import numpy as np
+
+from . import kernels as K
+
+
+def _config_values(config, keys, who):
+    missing = [key for key in keys if key not in config]
+    if missing:
+        raise KeyError(f"{who}: config is missing {', '.join(map(repr, missing))}")
+    values = []
+    for key in keys:
+        try:
+            value = float(config[key])
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{who}: config[{key!r}] must be a number, got {config[key]!r}") from exc
+        if not math.isfinite(value):
+            raise ValueError(f"{who}: config[{key!r}] must be finite, got {value}")
+        values.append(value)
+    return values
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (list, tuple)):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+def _pairs(variables, gradients, who):
+    """(variable, gradient) pairs as flat views: the variable updated in place, the gradient
+    cast to its dtype."""
+    variables, gradients = list(_flatten(variables)), list(_flatten(gradients))
+    if len(variables) != len(gradients):
+        raise ValueError(f"{who}: {len(variables)} variables but {len(gradients)} gradients")
+    for index, (var, grad) in enumerate(zip(variables, gradients)):
+        if not isinstance(var, np.ndarray) or var.dtype.kind != "f" or var.dtype.itemsize < 4:
+            raise TypeError(f"{who}: variable {index} must be a float32 or float64 array, "
+                            f"got {getattr(var, 'dtype', type(var).__name__)}")
+        if not (var.flags.c_contiguous and var.flags.writeable):
+            raise ValueError(f"{who}: variable {index} must be a writable C-contiguous array "
+                             "(it is updated in place)")
+        grad = np.asarray(grad)
+        if grad.dtype.kind != "f":
+            raise TypeError(f"{who}: gradient {index} must be a float array, got {grad.dtype}")
+        if grad.shape != var.shape:
+            raise ValueError(f"{who}: gradient {index} has shape {grad.shape}, "
+                             f"its variable {var.shape}")
+        yield index, var.reshape(-1), np.ascontiguousarray(grad, dtype=var.dtype).reshape(-1)
+
+
+def _slot(store, index, like):
+    buffer = store.get(index)
+    if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
+        buffer = store[index] = np.zeros_like(like)
+    return buffer
+
+
+def sgd_momentum(variables, gradients, config, state):
+    """``acc = momentum * acc + learning_rate * grad; var -= acc`` for every variable;
+    config: learning_rate, momentum; state['accumulated_grads'][i] holds acc."""
+    learning_rate, momentum = _config_values(config, ("learning_rate", "momentum"), "sgd_momentum")
+    pairs = list(_pairs(variables, gradients, "sgd_momentum"))  # check all before updating any
+    accumulated = state.setdefault("accumulated_grads", {})
+    for index, var, grad in pairs:
+        dtype = var.dtype.type
+        K.sgd_momentum_step(var, grad, _slot(accumulated, index, var), dtype(learning_rate),
+                            dtype(momentum))
+
+
+def adam_optimizer(variables, gradients, config, state):
+    """Adam with the bias correction folded into the step size:
+    ``lr_t = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t)``,
+    ``var -= lr_t * m / (sqrt(v) + epsilon)``; config: learning_rate, beta1, beta2, epsilon;
+    state: 'm', 'v' (dicts keyed by variable index) and the step count 't'."""
+    learning_rate, beta1, beta2, epsilon = _config_values(
+        config, ("learning_rate", "beta1", "beta2", "epsilon"), "adam_optimizer")
+    if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+        raise ValueError(f"adam_optimizer: beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
+    pairs = list(_pairs(variables, gradients, "adam_optimizer"))  # check all before updating any
+    first, second = state.setdefault("m", {}), state.setdefault("v", {})
+    state["t"] = state.get("t", 0) + 1
+    t = state["t"]
+    step_size = learning_rate * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+    for index, var, grad in pairs:
+        dtype = var.dtype.type
+        K.adam_step(var, grad, _slot(first, index, var), _slot(second, index, var),
+                    dtype(step_size), dtype(beta1), dtype(beta2), dtype(epsilon))

@@ -1,0 +1,50 @@
+"""SoftMax and LogSoftMax over axis 1 of a (batch, features) input."""
+from . import _checks
+from . import kernels as K
+from .module import Module
+
+
+class _RowNormalizer(Module):
+    """Backward uses the forward output; it is recomputed when backward gets another input."""
+
+    forward_kernel = None
+    backward_kernel = None
+
+    def __init__(self):
+        super().__init__()
+        self._forward_input = None
+
+    def _input(self, input):
+        x = _checks.float_array(input, self._name)
+        _checks.require_ndim(x, 2, self._name)
+        return x
+
+    def updateOutput(self, input):
+        x = self._input(input)
+        out = self._output_buffer(x.shape, x.dtype, x)
+        self.forward_kernel(x, out)
+        self._forward_input = input
+        return out
+
+    def updateGradInput(self, input, gradOutput):
+        x = self._input(input)
+        g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
+        if input is not self._forward_input or self.output is None or self.output.dtype != x.dtype:
+            self.updateOutput(input)
+        grad_input = self._grad_input_buffer(x.shape, x.dtype, g)
+        self.backward_kernel(self.output, g, grad_input)
+        return grad_input
+
+
+class SoftMax(_RowNormalizer):
+    """exp(x) / sum(exp(x)) over each row."""
+
+    forward_kernel = K.softmax_update_output
+    backward_kernel = K.softmax_update_grad_input
+
+
+class LogSoftMax(_RowNormalizer):
+    """x - log(sum(exp(x))) over each row."""
+
+    forward_kernel = K.log_softmax_update_output
+    backward_kernel = K.log_softmax_update_grad_input

@@ -1,0 +1,170 @@
+"""Every Numba kernel against its NumPy twin: same arrays in, same arrays and results out."""
+import numpy as np
+import pytest
+
+import nnjit.kernels as K
+from conftest import DTYPES, tolerance
+
+# (rows, columns): one row, odd sizes, a one-column batch, an empty batch, and sizes above
+# the parallel threshold so both the serial and the parallel variant run.
+SHAPES = [(1, 7), (5, 13), (3, 1), (0, 4), (301, 257), (1, 40000)]
+
+
+def _probabilities(r, n, c, dt):
+    p = r.random((n, c)) + 0.05
+    return (p / p.sum(axis=1, keepdims=True)).astype(dt)
+
+
+def _log_probabilities(r, n, c, dt):
+    return np.log(_probabilities(r, n, c, dt)).astype(dt)
+
+
+def _soft_target(r, n, c, dt):
+    t = _probabilities(r, n, c, dt)
+    t[r.random((n, c)) < 0.3] = 0  # zeros exercise the skip of zero-target terms
+    return t
+
+
+def _labels(r, n, c):
+    return r.integers(0, c, n).astype(np.int64)
+
+
+def _x(r, n, c, dt, scale=3.0):
+    return (r.standard_normal((n, c)) * scale).astype(dt)
+
+
+def _flat(r, n, c, dt):
+    x = _x(r, n, c, dt).reshape(-1)
+    if x.size > 2:
+        x[:2] = 0  # exactly 0: the point where ReLU-like gradients switch
+    return x
+
+
+def _empty(n, c, dt):
+    return np.full((n, c), np.nan, dtype=dt)
+
+
+def _eps(dt):
+    return dt(1e-15)
+
+
+ARGS = {
+    "softmax_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
+    "softmax_update_grad_input": lambda r, n, c, dt: [
+        _probabilities(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
+    "log_softmax_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
+    "log_softmax_update_grad_input": lambda r, n, c, dt: [
+        _log_probabilities(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
+    "nll_prob_labels_update_output": lambda r, n, c, dt: [
+        _probabilities(r, n, c, dt), _labels(r, n, c), np.empty(n, dt), _eps(dt)],
+    "nll_prob_labels_update_grad_input": lambda r, n, c, dt: [
+        _probabilities(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt), _eps(dt)],
+    "nll_prob_update_output": lambda r, n, c, dt: [
+        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), _eps(dt)],
+    "nll_prob_update_grad_input": lambda r, n, c, dt: [
+        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt), _eps(dt)],
+    "nll_log_labels_update_output": lambda r, n, c, dt: [
+        _log_probabilities(r, n, c, dt), _labels(r, n, c), np.empty(n, dt)],
+    "nll_log_labels_update_grad_input": lambda r, n, c, dt: [
+        _log_probabilities(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)],
+    "nll_log_update_output": lambda r, n, c, dt: [
+        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt)],
+    "nll_log_update_grad_input": lambda r, n, c, dt: [
+        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)],
+    "cross_entropy_labels_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt)],
+    "cross_entropy_labels_update_grad_input": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)],
+    "cross_entropy_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt)],
+    "cross_entropy_update_grad_input": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)],
+    "mse_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _x(r, n, c, dt), np.empty(n, dt)],
+    "mse_update_grad_input": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
+    "dropout_update_output": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), np.empty(n * c, dt), K.drop_threshold(0.3), dt(1 / 0.7),
+        np.uint64(r.integers(0, 2**63))],
+    "dropout_update_grad_input": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), np.empty(n * c, dt), K.drop_threshold(0.6), dt(1 / 0.4),
+        np.uint64(r.integers(0, 2**63))],
+    "relu_update_output": lambda r, n, c, dt: [_flat(r, n, c, dt), np.empty(n * c, dt)],
+    "relu_update_grad_input": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt)],
+    "leaky_relu_update_output": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), np.empty(n * c, dt), dt(0.03)],
+    "leaky_relu_update_grad_input": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt), dt(0.03)],
+    "elu_update_output": lambda r, n, c, dt: [_flat(r, n, c, dt), np.empty(n * c, dt), dt(1.3)],
+    "elu_update_grad_input": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt), dt(1.3)],
+    "softplus_update_output": lambda r, n, c, dt: [
+        _flat(r, n, c, dt) * dt(10), np.empty(n * c, dt)],
+    "softplus_update_grad_input": lambda r, n, c, dt: [
+        _flat(r, n, c, dt) * dt(10), _flat(r, n, c, dt), np.empty(n * c, dt)],
+    "batch_norm_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt) + dt(2), _empty(n, c, dt), r.standard_normal(c).astype(dt),
+        r.random(c).astype(dt) + dt(0.5), np.empty(c, dt), np.empty(c, dt), 0.3, 1e-3,
+        bool(n > 0 and r.random() < 2)],
+    "batch_norm_update_grad_input": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt),
+        r.random(c).astype(dt) + dt(0.5), True],
+    "channelwise_scaling_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt),
+        r.standard_normal(c).astype(dt)],
+    "channelwise_scaling_update_grad_input": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt)],
+    "channelwise_scaling_acc_grad_parameters": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, c, dt), r.standard_normal(c).astype(dt),
+        r.standard_normal(c).astype(dt)],
+    "bias_add": lambda r, n, c, dt: [_x(r, n, c, dt), r.standard_normal(c).astype(dt)],
+    "bias_acc_grad": lambda r, n, c, dt: [_x(r, n, c, dt), r.standard_normal(c).astype(dt)],
+    "linear_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _empty(n, 9, dt), _x(r, 9, c, dt), r.standard_normal(9).astype(dt)],
+    "linear_acc_grad_parameters": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, 9, dt), _x(r, 9, c, dt), r.standard_normal(9).astype(dt),
+        _empty(9, c, dt)],
+    "sgd_momentum_step": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), dt(0.1), dt(0.9)],
+    "adam_step": lambda r, n, c, dt: [
+        _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), np.abs(_flat(r, n, c, dt)),
+        dt(1e-3), dt(0.9), dt(0.999), dt(1e-8)],
+}
+
+
+def test_every_kernel_has_a_numpy_twin_and_a_test():
+    assert set(ARGS) == set(K.ALL_KERNELS)
+    for name, kernel in K.ALL_KERNELS.items():
+        assert callable(kernel.numba) and callable(kernel.numpy), name
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", sorted(ARGS))
+def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
+    kernel = K.ALL_KERNELS[name]
+    args = ARGS[name](np.random.default_rng(7), *shape, dtype)
+    numba_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    numpy_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    numba_result = kernel.numba(*numba_args)
+    numpy_result = kernel.numpy(*numpy_args)
+    tol = tolerance(dtype)
+    if numpy_result is not None:
+        assert np.asarray(numba_result).dtype == dtype or isinstance(numba_result, float)
+        np.testing.assert_allclose(numba_result, numpy_result, **tol)
+    for index, (got, want) in enumerate(zip(numba_args, numpy_args)):
+        if isinstance(got, np.ndarray):
+            assert got.dtype == want.dtype, f"argument {index}"
+            np.testing.assert_allclose(got, want, **tol, err_msg=f"argument {index}")
+
+
+@pytest.mark.parametrize("name", ["dropout_update_output", "dropout_update_grad_input"])
+def test_dropout_twins_drop_exactly_the_same_elements(name):
+    kernel = K.ALL_KERNELS[name]
+    args = ARGS[name](np.random.default_rng(3), 97, 1031, np.float32)
+    a, b = [x.copy() if isinstance(x, np.ndarray) else x for x in args], list(args)
+    b[1] = b[1].copy()
+    kernel.numba(*a)
+    kernel.numpy(*b)
+    np.testing.assert_array_equal(a[1] == 0, b[1] == 0)
+    np.testing.assert_array_equal(a[1], b[1])
