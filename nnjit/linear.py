@@ -7,8 +7,9 @@ from .module import Module
 
 
 class _Parameter:
-    """A parameter array attribute: assigning keeps it C-contiguous, writable, of the layer's
-    dtype and of the expected shape, so the optimizers can update it in place."""
+    """A parameter array attribute. Assigning stores a copy: C-contiguous, writable, of the
+    layer's dtype and checked shape, owned by the module, so the optimizers update it in place
+    without writing into the caller's array (a torch weight, say)."""
 
     def __set_name__(self, owner, name):
         self.name = name
@@ -21,7 +22,7 @@ class _Parameter:
         who = module._name
         array = _checks.float_array(value, who, self.name, dtype=module.dtype)
         _checks.require_shape(array, module._shapes[self.name], who, self.name)
-        if not array.flags.writeable:
+        if array is value or np.shares_memory(array, value):
             array = array.copy()
         setattr(module, self.slot, array)
 
