@@ -23,26 +23,25 @@ def sgd_momentum_step_numpy(variable, gradient, accumulated, learning_rate, mome
 
 
 @kernel()
-def adam_step(variable, gradient, m, v, step_size, beta1, beta2, epsilon):
+def adam_step(variable, gradient, m, v, step_size, beta1, beta2, epsilon, decay1, decay2):
     """variable [OUT] (m,); gradient (m,); m, v [OUT] (m,) first and second moments;
-    step_size = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t) (bias correction folded in):
-    m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
-    variable -= step_size * m / (sqrt(v) + epsilon)."""
-    one = variable.dtype.type(1)
+    step_size = learning_rate * sqrt(1 - beta2**t) / (1 - beta1**t) (bias correction folded in);
+    decay1 = 1 - beta1 and decay2 = 1 - beta2, computed in float64 by the caller (in float32,
+    1 - 0.999 loses four digits):
+    m = beta1 m + decay1 g; v = beta2 v + decay2 g^2; variable -= step_size * m / (sqrt(v) + epsilon)."""
     for k in prange(variable.shape[0]):
         g = gradient[k]
-        mk = beta1 * m[k] + (one - beta1) * g
-        vk = beta2 * v[k] + (one - beta2) * g * g
+        mk = beta1 * m[k] + decay1 * g
+        vk = beta2 * v[k] + decay2 * g * g
         m[k] = mk
         v[k] = vk
         variable[k] -= step_size * mk / (np.sqrt(vk) + epsilon)
 
 
 @adam_step.numpy_twin
-def adam_step_numpy(variable, gradient, m, v, step_size, beta1, beta2, epsilon):
-    one = variable.dtype.type(1)
+def adam_step_numpy(variable, gradient, m, v, step_size, beta1, beta2, epsilon, decay1, decay2):
     m *= beta1
-    m += (one - beta1) * gradient
+    m += decay1 * gradient
     v *= beta2
-    v += (one - beta2) * gradient * gradient
+    v += decay2 * gradient * gradient
     variable -= step_size * m / (np.sqrt(v) + epsilon)

@@ -93,4 +93,5 @@ def adam_optimizer(variables, gradients, config, state):
     for index, var, grad in pairs:
         dtype = var.dtype.type
         K.adam_step(var, grad, _slot(first, index, var), _slot(second, index, var),
-                    dtype(step_size), dtype(beta1), dtype(beta2), dtype(epsilon))
+                    dtype(step_size), dtype(beta1), dtype(beta2), dtype(epsilon),
+                    dtype(1 - beta1), dtype(1 - beta2))

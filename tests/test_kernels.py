@@ -128,7 +128,7 @@ ARGS = {
         _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), dt(0.1), dt(0.9)],
     "adam_step": lambda r, n, c, dt: [
         _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), np.abs(_flat(r, n, c, dt)),
-        dt(1e-3), dt(0.9), dt(0.999), dt(1e-8)],
+        dt(1e-3), dt(0.9), dt(0.999), dt(1e-8), dt(0.1), dt(0.001)],
 }
 
 

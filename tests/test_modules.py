@@ -1,0 +1,219 @@
+"""The layer API: names, semantics of Module and Sequential, the backend switch, buffers."""
+import threading
+
+import numpy as np
+import pytest
+
+import nnjit
+import nnjit.kernels as K
+
+
+def test_public_names():
+    for name in ["Module", "Sequential", "Criterion", "Linear", "SoftMax", "LogSoftMax",
+                 "BatchNormalization", "ChannelwiseScaling", "Dropout", "ReLU", "LeakyReLU",
+                 "ELU", "SoftPlus", "Flatten", "MSECriterion", "ClassNLLCriterion",
+                 "ClassNLLCriterionUnstable", "CrossEntropyCriterion", "sgd_momentum",
+                 "adam_optimizer", "set_backend", "backend", "get_backend", "warmup"]:
+        assert hasattr(nnjit, name), name
+
+
+def test_module_attributes_and_modes():
+    module = nnjit.ReLU()
+    assert module.output is None and module.gradInput is None and module.training is True
+    assert module.evaluate() is module and module.training is False
+    assert module.train() is module and module.training is True
+    assert module.getParameters() == [] and module.getGradParameters() == []
+
+
+def test_linear_layout_init_and_repr():
+    np.random.seed(0)
+    linear = nnjit.Linear(784, 10)
+    assert linear.W.shape == (10, 784) and linear.b.shape == (10,)
+    assert linear.W.dtype == np.float32 and linear.gradW.dtype == np.float32
+    bound = 1 / np.sqrt(784)
+    assert np.abs(linear.W).max() <= bound and np.abs(linear.W).max() > 0.9 * bound
+    assert repr(linear) == "Linear(784 -> 10)"
+    assert linear.getParameters()[0] is linear.W and linear.getGradParameters()[1] is linear.gradb
+    x = np.random.randn(3, 784)
+    out = linear.forward(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, x.astype(np.float32) @ linear.W.T + linear.b, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_float64_and_parameter_assignment():
+    linear = nnjit.Linear(3, 2, dtype=np.float64)
+    weight = np.arange(6, dtype=np.float32).reshape(2, 3)
+    linear.W = weight
+    assert linear.W.dtype == np.float64 and linear.W.flags.c_contiguous
+    linear.W += 1
+    assert weight[0, 0] == 0  # the caller's array is never written
+    with pytest.raises(ValueError, match="Linear: W must have shape"):
+        linear.W = np.zeros((3, 2))
+    with pytest.raises(TypeError, match="Linear"):
+        nnjit.Linear(3, 2, dtype=np.int32)
+
+
+def test_acc_grad_parameters_accumulates_and_zero_resets(rng):
+    linear = nnjit.Linear(4, 3, dtype=np.float64)
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    linear.backward(x, g)
+    once = linear.gradW.copy(), linear.gradb.copy()
+    linear.backward(x, g)
+    np.testing.assert_allclose(linear.gradW, 2 * once[0])
+    np.testing.assert_allclose(linear.gradb, 2 * once[1])
+    linear.zeroGradParameters()
+    assert not linear.gradW.any() and not linear.gradb.any()
+
+
+def _mlp():
+    return nnjit.Sequential(nnjit.Linear(6, 5), nnjit.BatchNormalization(0.9), nnjit.ReLU(),
+                            nnjit.Dropout(0.5), nnjit.Linear(5, 3), nnjit.SoftMax())
+
+
+def test_sequential_container_protocol():
+    model = _mlp()
+    assert len(model) == 6 and isinstance(model[0], nnjit.Linear)
+    assert [type(m).__name__ for m in model] == ["Linear", "BatchNormalization", "ReLU",
+                                                 "Dropout", "Linear", "SoftMax"]
+    model.add(nnjit.Flatten())
+    assert len(model) == 7
+    params = model.getParameters()
+    assert len(params) == 7 and params[0] == [model[0].W, model[0].b] and params[2] == []
+    text = repr(model)
+    assert "(0): Linear(6 -> 5)" in text and "(3): Dropout(0.5)" in text
+    model.evaluate()
+    assert all(not m.training for m in model)
+    model.train()
+    assert all(m.training for m in model)
+    with pytest.raises(TypeError, match="expected a Module"):
+        model.add(np.zeros(3))
+
+
+def test_sequential_backward_feeds_each_child_its_forward_input(rng):
+    model = nnjit.Sequential(nnjit.Linear(4, 6, dtype=np.float64), nnjit.ELU(),
+                             nnjit.Linear(6, 2, dtype=np.float64))
+    x, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    model.forward(x)
+    grad = model.backward(x, g)
+    hidden = model[0].output
+    g2 = model[2].updateGradInput(model[1].output, g)
+    g1 = nnjit.ELU().updateGradInput(hidden, g2)
+    np.testing.assert_allclose(grad, g1 @ model[0].W)
+    # Torch7's split: updateGradInput then accGradParameters gives the same gradients.
+    grads = [p.copy() for p in model[0].getGradParameters() + model[2].getGradParameters()]
+    model.zeroGradParameters()
+    np.testing.assert_allclose(model.updateGradInput(x, g), grad)
+    assert not model[0].gradW.any()
+    model.accGradParameters(x, g)
+    for want, got in zip(grads, model[0].getGradParameters() + model[2].getGradParameters()):
+        np.testing.assert_allclose(got, want)
+
+
+def test_sequential_names_the_failing_child():
+    model = nnjit.Sequential(nnjit.Linear(4, 3), nnjit.ReLU(), nnjit.Linear(5, 2))
+    with pytest.raises(ValueError, match=r"in module 2 \(Linear\(5 -> 2\)\) of Sequential: "
+                                         r"Linear: input must have 5 features"):
+        model.forward(np.zeros((2, 4), np.float32))
+
+
+def test_buffers_are_reused_across_calls(rng):
+    model = nnjit.Sequential(nnjit.Linear(8, 8), nnjit.LeakyReLU(), nnjit.Linear(8, 4),
+                             nnjit.LogSoftMax())
+    criterion = nnjit.ClassNLLCriterion(log_input=True)
+    x, y = rng.standard_normal((16, 8)).astype(np.float32), rng.integers(0, 4, 16)
+
+    def step():
+        out = model.forward(x)
+        criterion.forward(out, y)
+        model.backward(x, criterion.backward(out, y))
+        return [m.output for m in model] + [m.gradInput for m in model] + [criterion.gradInput]
+
+    first, second = step(), step()
+    assert all(a is b for a, b in zip(first, second))
+
+
+def test_feeding_a_module_its_own_output_is_safe(rng):
+    softmax = nnjit.SoftMax()
+    x = rng.standard_normal((3, 5))
+    once = softmax.forward(x).copy()
+    twice = softmax.forward(softmax.output)
+    e = np.exp(once - once.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(twice, e / e.sum(axis=1, keepdims=True))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parameter_free_modules_keep_the_input_dtype(dtype, rng):
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    for module in [nnjit.SoftMax(), nnjit.LogSoftMax(), nnjit.ReLU(), nnjit.LeakyReLU(),
+                   nnjit.ELU(), nnjit.SoftPlus(), nnjit.Dropout(0.3), nnjit.Flatten(),
+                   nnjit.BatchNormalization()]:
+        assert module.forward(x).dtype == dtype, module
+        assert module.backward(x, np.ones_like(x)).dtype == dtype, module
+
+
+def test_float64_input_to_float32_layer_computes_in_float32(rng):
+    linear = nnjit.Linear(4, 2)
+    out = linear.forward(rng.standard_normal((3, 4)))
+    assert out.dtype == np.float32
+
+
+def test_backend_switch_is_global_and_scoped(monkeypatch):
+    calls = []
+    kernel = K.relu_update_output
+    monkeypatch.setattr(kernel, "numba", lambda *a: calls.append("numba"))
+    monkeypatch.setattr(kernel, "numpy", lambda *a: calls.append("numpy"))
+    relu, x = nnjit.ReLU(), np.ones(3, np.float32)
+    assert nnjit.get_backend() == "numba"
+    relu.forward(x)
+    with nnjit.backend("numpy"):
+        assert nnjit.get_backend() == "numpy"
+        relu.forward(x)
+    relu.forward(x)
+    nnjit.set_backend("numpy")
+    try:
+        relu.forward(x)
+    finally:
+        nnjit.set_backend("numba")
+    assert calls == ["numba", "numpy", "numba", "numpy"]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        nnjit.set_backend("cuda")
+
+
+def test_backend_context_is_per_thread():
+    seen = []
+    with nnjit.backend("numpy"):
+        thread = threading.Thread(target=lambda: seen.append(nnjit.get_backend()))
+        thread.start()
+        thread.join()
+    assert seen == ["numba"]
+
+
+def test_nnjit_backend_environment_variable():
+    import os
+    import subprocess
+    import sys
+    code = "import nnjit; print(nnjit.get_backend())"
+    env = dict(os.environ, NNJIT_BACKEND="numpy")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "numpy", out.stderr
+
+
+def test_import_compiles_nothing_and_warmup_compiles_both_variants(rng):
+    import subprocess
+    import sys
+    code = ("import nnjit, nnjit.kernels as K\n"
+            "print(sum(len(k.serial.signatures) + len(k.parallel.signatures)\n"
+            "          for k in K.ALL_KERNELS.values() if hasattr(k, 'serial')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "0", out.stderr
+    model = nnjit.Sequential(nnjit.Linear(5, 4), nnjit.LeakyReLU(), nnjit.Linear(4, 3),
+                             nnjit.LogSoftMax())
+    x, y = rng.standard_normal((7, 5)).astype(np.float32), rng.integers(0, 3, 7)
+    before = [m.W.copy() for m in (model[0], model[2])]
+    nnjit.warmup(model, x, nnjit.ClassNLLCriterion(log_input=True), y)
+    for name in ["leaky_relu_update_output", "log_softmax_update_grad_input",
+                 "nll_log_labels_update_grad_input", "adam_step"]:
+        kernel = K.ALL_KERNELS[name]
+        assert kernel.serial.signatures and kernel.parallel.signatures, name
+    assert all(np.array_equal(a, m.W) for a, m in zip(before, (model[0], model[2])))
+    assert model[0].output is None
