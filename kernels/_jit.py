@@ -10,7 +10,7 @@ import numba
 
 from nnjit._backend import get_backend
 
-from ._config import FASTMATH, PARALLEL_MIN_ELEMENTS
+from ._config import COLUMN_BLOCK, FASTMATH, PARALLEL_MIN_ELEMENTS
 
 ALL_KERNELS = {}
 
@@ -107,6 +107,20 @@ class Kernel:
 def jit(func):
     """A serial helper compiled with the house flags, callable from kernels."""
     return numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True)(func)
+
+
+@jit
+def column_block(block, n_columns):
+    """(start, stop) of column block ``block``: batch reductions give each thread whole blocks
+    of COLUMN_BLOCK columns, walked row after row, so memory is read in order and no two
+    threads write the same accumulator."""
+    start = block * COLUMN_BLOCK
+    return start, min(start + COLUMN_BLOCK, n_columns)
+
+
+@jit
+def n_column_blocks(n_columns):
+    return (n_columns + COLUMN_BLOCK - 1) // COLUMN_BLOCK
 
 
 def kernel(size_arg=0):

@@ -1,14 +1,12 @@
 """Batch normalization over axis 0 of a (batch, features) array, and channel-wise scaling.
 
-Statistics are per feature column. The parallel variant gives each thread whole blocks of
-COLUMN_BLOCK columns and walks them row after row, so memory is read in order and no two
-threads ever write the same accumulator. Batch statistics accumulate in float64, as torch does.
+Statistics are per feature column, computed over blocks of columns (see column_block).
+Batch statistics accumulate in float64, as torch does.
 """
 import numpy as np
 from numba import prange
 
-from ._config import COLUMN_BLOCK
-from ._jit import kernel
+from ._jit import column_block, kernel, n_column_blocks
 
 
 @kernel()
@@ -21,10 +19,8 @@ def batch_norm_update_output(input, output, moving_mean, moving_variance, save_m
     alpha, eps scalars; training: batch statistics if True, moving ones if False."""
     n, c = input.shape
     dtype = input.dtype.type
-    n_blocks = (c + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * COLUMN_BLOCK
-        stop = min(start + COLUMN_BLOCK, c)
+    for block in prange(n_column_blocks(c)):
+        start, stop = column_block(block, c)
         if training:
             acc = np.zeros(stop - start)
             for i in range(n):
@@ -75,10 +71,8 @@ def batch_norm_update_grad_input(input, grad_output, grad_input, save_mean, save
     from forward. Training: invstd * (g - mean(g) - xhat * mean(g * xhat)) per column, with
     xhat = (input - mean) * invstd; evaluation: g * invstd."""
     n, c = input.shape
-    n_blocks = (c + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * COLUMN_BLOCK
-        stop = min(start + COLUMN_BLOCK, c)
+    for block in prange(n_column_blocks(c)):
+        start, stop = column_block(block, c)
         if training:
             sum_g = np.zeros(stop - start)
             sum_g_xhat = np.zeros(stop - start)
@@ -148,10 +142,8 @@ def channelwise_scaling_acc_grad_parameters(input, grad_output, grad_gamma, grad
     """input (n, c); grad_output (n, c); grad_gamma, grad_beta [OUT] (c,) accumulate
     sum(grad_output * input) and sum(grad_output) over the batch."""
     n, c = input.shape
-    n_blocks = (c + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * COLUMN_BLOCK
-        stop = min(start + COLUMN_BLOCK, c)
+    for block in prange(n_column_blocks(c)):
+        start, stop = column_block(block, c)
         for i in range(n):
             for j in range(start, stop):
                 grad_gamma[j] += grad_output[i, j] * input[i, j]

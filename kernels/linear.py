@@ -3,8 +3,7 @@ the parts BLAS has no call for, the bias add and the bias gradient."""
 import numpy as np
 from numba import prange
 
-from ._config import COLUMN_BLOCK
-from ._jit import composite, kernel
+from ._jit import column_block, composite, kernel, n_column_blocks
 
 
 @kernel()
@@ -25,10 +24,8 @@ def bias_add_numpy(output, bias):
 def bias_acc_grad(grad_output, grad_bias):
     """grad_bias [OUT] (c,) += the column sums of grad_output (n, c)."""
     n, c = grad_output.shape
-    n_blocks = (c + COLUMN_BLOCK - 1) // COLUMN_BLOCK
-    for block in prange(n_blocks):
-        start = block * COLUMN_BLOCK
-        stop = min(start + COLUMN_BLOCK, c)
+    for block in prange(n_column_blocks(c)):
+        start, stop = column_block(block, c)
         for i in range(n):
             for j in range(start, stop):
                 grad_bias[j] += grad_output[i, j]
