@@ -24,7 +24,9 @@ def _preload_pip_tbb():
     """
     if not sys.platform.startswith("linux"):
         return
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+    import site
+
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix, site.getuserbase())):
         path = os.path.join(prefix, "lib", "libtbb.so.12")
         if os.path.exists(path):
             try:
