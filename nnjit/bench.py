@@ -22,46 +22,233 @@ def _torch():
     return torch
 
 
+def _pair(kernel, *args):
+    """(numba call, numpy call) of one kernel on the same arguments."""
+    return (lambda: kernel.numba(*args)), (lambda: kernel.numpy(*args))
+
+
+def _chain(*pairs):
+    """One (numba, numpy) pair that runs several kernels in turn (an op made of two)."""
+    return (lambda: [numba_call() for numba_call, _ in pairs]), \
+        (lambda: [numpy_call() for _, numpy_call in pairs])
+
+
 def _ops(torch):
-    """name -> builder(x, rng) returning (kernel, args, torch_callable or None)."""
+    """name -> builder(x, rng) returning (numba call, numpy call, torch call or None).
+
+    The torch calls are the ATen ops torch's autograd runs for the same layer, on the same
+    arrays (shared memory), so each row compares like with like."""
     F = torch.nn.functional if torch else None
+    aten = torch.ops.aten if torch else None
 
     def t(a):
-        return torch.from_numpy(a) if torch else None
+        return torch.from_numpy(a)
+
+    def like(x, rng, scale=1.0):
+        return (rng.standard_normal(x.shape) * scale).astype(x.dtype)
+
+    def labels_of(x, rng):
+        return rng.integers(0, x.shape[1], x.shape[0])
+
+    def log_probabilities(x):
+        out = np.empty_like(x)
+        K.log_softmax_update_output.numpy(x, out)
+        return out
+
+    def elementwise(kernel, grad_kernel, extra, torch_forward, torch_backward):
+        """Forward and backward builders of an elementwise activation on flat views."""
+        def forward(x, rng):
+            flat = x.reshape(-1)
+            return (*_pair(kernel, flat, np.empty_like(flat), *extra(x)),
+                    torch and (lambda tx=t(x): torch_forward(tx)))
+
+        def backward(x, rng):
+            flat, g = x.reshape(-1), like(x, rng).reshape(-1)
+            return (*_pair(grad_kernel, flat, g, np.empty_like(flat), *extra(x)),
+                    torch and (lambda tx=t(flat), tg=t(g): torch_backward(tg, tx)))
+        return forward, backward
 
     def softmax_fwd(x, rng):
-        return K.softmax_update_output, (x, np.empty_like(x)), torch and (
-            lambda tx=t(x): torch.softmax(tx, 1))
+        return (*_pair(K.softmax_update_output, x, np.empty_like(x)),
+                torch and (lambda tx=t(x): torch.softmax(tx, 1)))
 
     def softmax_bwd(x, rng):
-        s, g = np.empty_like(x), rng.standard_normal(x.shape).astype(x.dtype)
+        s, g = np.empty_like(x), like(x, rng)
         K.softmax_update_output.numpy(x, s)
-        return K.softmax_update_grad_input, (s, g, np.empty_like(x)), torch and (
-            lambda ts=t(s), tg=t(g): torch._softmax_backward_data(tg, ts, 1, ts.dtype))
+        return (*_pair(K.softmax_update_grad_input, s, g, np.empty_like(x)),
+                torch and (lambda ts=t(s), tg=t(g):
+                           torch._softmax_backward_data(tg, ts, 1, ts.dtype)))
 
     def log_softmax_fwd(x, rng):
-        return K.log_softmax_update_output, (x, np.empty_like(x)), torch and (
-            lambda tx=t(x): torch.log_softmax(tx, 1))
+        return (*_pair(K.log_softmax_update_output, x, np.empty_like(x)),
+                torch and (lambda tx=t(x): torch.log_softmax(tx, 1)))
+
+    def log_softmax_bwd(x, rng):
+        s, g = log_probabilities(x), like(x, rng)
+        return (*_pair(K.log_softmax_update_grad_input, s, g, np.empty_like(x)),
+                torch and (lambda ts=t(s), tg=t(g):
+                           torch._log_softmax_backward_data(tg, ts, 1, ts.dtype)))
+
+    def nll_fwd(x, rng):
+        logp, labels = log_probabilities(x), labels_of(x, rng)
+        return (*_pair(K.nll_log_labels_update_output, logp, labels, np.empty(len(x), x.dtype)),
+                torch and (lambda tp=t(logp), tl=t(labels): F.nll_loss(tp, tl)))
+
+    def nll_bwd(x, rng):
+        logp, labels = log_probabilities(x), labels_of(x, rng)
+        return (*_pair(K.nll_log_labels_update_grad_input, logp, labels, np.empty_like(x)),
+                torch and (lambda tp=t(logp), tl=t(labels), one=torch.ones((), dtype=t(x).dtype):
+                           aten.nll_loss_backward(one, tp, tl, None, 1, -100, one)))
 
     def cross_entropy_fwd(x, rng):
-        labels = rng.integers(0, x.shape[1], x.shape[0])
-        return K.cross_entropy_labels_update_output, (x, labels, np.empty(x.shape[0], x.dtype)), \
-            torch and (lambda tx=t(x), tl=t(labels): F.cross_entropy(tx, tl))
+        labels = labels_of(x, rng)
+        return (*_pair(K.cross_entropy_labels_update_output, x, labels, np.empty(len(x), x.dtype)),
+                torch and (lambda tx=t(x), tl=t(labels): F.cross_entropy(tx, tl)))
 
-    def leaky_relu_fwd(x, rng):
-        flat = x.reshape(-1)
-        return K.leaky_relu_update_output, (flat, np.empty_like(flat), x.dtype.type(0.03)), \
-            torch and (lambda tx=t(x): F.leaky_relu(tx, 0.03))
+    def cross_entropy_bwd(x, rng):
+        labels = labels_of(x, rng)
+
+        def torch_call(tx=t(x), tl=t(labels), tp=t(log_probabilities(x)),
+                       one=torch and torch.ones((), dtype=t(x).dtype)):
+            # autograd's path: nll_loss backward, then log_softmax backward
+            grad_logp = aten.nll_loss_backward(one, tp, tl, None, 1, -100, one)
+            return torch._log_softmax_backward_data(grad_logp, tp, 1, tp.dtype)
+        return (*_pair(K.cross_entropy_labels_update_grad_input, x, labels, np.empty_like(x)),
+                torch and torch_call)
+
+    def mse_fwd(x, rng):
+        target = like(x, rng)
+        return (*_pair(K.mse_update_output, x, target, np.empty(len(x), x.dtype)),
+                torch and (lambda tx=t(x), tt=t(target): F.mse_loss(tx, tt, reduction="sum")))
+
+    def mse_bwd(x, rng):
+        target = like(x, rng)
+        return (*_pair(K.mse_update_grad_input, x, target, np.empty_like(x)),
+                torch and (lambda tx=t(x), tt=t(target), one=torch.ones((), dtype=t(x).dtype):
+                           aten.mse_loss_backward(one, tx, tt, 0)))
 
     def dropout_fwd(x, rng):
         flat = x.reshape(-1)
-        return K.dropout_update_output, (flat, np.empty_like(flat), K.drop_threshold(0.5),
-                                         x.dtype.type(2), np.uint64(12345)), \
-            torch and (lambda tx=t(x): F.dropout(tx, 0.5, True))
+        return (*_pair(K.dropout_update_output, flat, np.empty_like(flat), K.drop_threshold(0.5),
+                       x.dtype.type(2), np.uint64(12345)),
+                torch and (lambda tx=t(x): F.dropout(tx, 0.5, True)))
+
+    def dropout_bwd(x, rng):
+        g = like(x, rng).reshape(-1)
+
+        def torch_call(tg=t(g), mask=torch and aten.native_dropout(t(x), 0.5, True)[1]):
+            return aten.native_dropout_backward(tg.view(mask.shape), mask, 2.0)
+        return (*_pair(K.dropout_update_grad_input, g, np.empty_like(g), K.drop_threshold(0.5),
+                       x.dtype.type(2), np.uint64(12345)),
+                torch and torch_call)
+
+    def batch_norm_buffers(x):
+        c = x.shape[1]
+        return np.zeros(c, x.dtype), np.ones(c, x.dtype), np.empty(c, x.dtype), np.empty(c, x.dtype)
+
+    def batch_norm_fwd(x, rng):
+        mean, var, save_mean, save_invstd = batch_norm_buffers(x)
+        return (*_pair(K.batch_norm_update_output, x, np.empty_like(x), mean, var, save_mean,
+                       save_invstd, 0.9, 1e-5, True),
+                torch and (lambda tx=t(x), tm=t(mean.copy()), tv=t(var.copy()):
+                           aten.native_batch_norm(tx, None, None, tm, tv, True, 0.1, 1e-5)))
+
+    def batch_norm_bwd(x, rng):
+        mean, var, save_mean, save_invstd = batch_norm_buffers(x)
+        K.batch_norm_update_output.numpy(x, np.empty_like(x), mean, var, save_mean, save_invstd,
+                                         0.9, 1e-5, True)
+        g = like(x, rng)
+        return (*_pair(K.batch_norm_update_grad_input, x, g, np.empty_like(x), save_mean,
+                       save_invstd, True),
+                torch and (lambda tx=t(x), tg=t(g), tm=t(save_mean), ts=t(save_invstd):
+                           aten.native_batch_norm_backward(tg, tx, None, None, None, tm, ts, True,
+                                                           1e-5, [True, False, False])))
+
+    def scaling_fwd(x, rng):
+        gamma, beta = like(x[0], rng), like(x[0], rng)
+        return (*_pair(K.channelwise_scaling_update_output, x, np.empty_like(x), gamma, beta),
+                torch and (lambda tx=t(x), tg=t(gamma), tb=t(beta): torch.addcmul(tb, tx, tg)))
+
+    def scaling_bwd(x, rng):
+        gamma, g = like(x[0], rng), like(x, rng)
+        grad_gamma, grad_beta = np.zeros_like(gamma), np.zeros_like(gamma)
+
+        def torch_call(tx=t(x), tg=t(g), tgamma=t(gamma)):
+            return tg * tgamma, (tg * tx).sum(0), tg.sum(0)
+        return (*_chain(_pair(K.channelwise_scaling_update_grad_input, g, np.empty_like(x), gamma),
+                        _pair(K.channelwise_scaling_acc_grad_parameters, x, g, grad_gamma,
+                              grad_beta)),
+                torch and torch_call)
+
+    def linear_weights(x, rng):
+        features = x.shape[1]
+        weight = (rng.standard_normal((features, features)) / np.sqrt(features)).astype(x.dtype)
+        return weight, like(x[0], rng)
+
+    def linear_fwd(x, rng):
+        weight, bias = linear_weights(x, rng)
+        return (*_pair(K.linear_update_output, x, np.empty_like(x), weight, bias),
+                torch and (lambda tx=t(x), tw=t(weight), tb=t(bias): F.linear(tx, tw, tb)))
+
+    def linear_bwd(x, rng):
+        weight, _ = linear_weights(x, rng)
+        g, grad_input = like(x, rng), np.empty_like(x)
+        grad_weight, grad_bias = np.zeros_like(weight), np.zeros(len(weight), x.dtype)
+        numba_acc, numpy_acc = _pair(K.linear_acc_grad_parameters, x, g, grad_weight, grad_bias,
+                                     np.empty_like(weight))
+
+        def torch_call(tx=t(x), tg=t(g), tw=t(weight)):
+            return tg @ tw, tg.T @ tx, tg.sum(0)
+        return (lambda: (np.matmul(g, weight, out=grad_input), numba_acc())), \
+            (lambda: (np.matmul(g, weight, out=grad_input), numpy_acc())), torch and torch_call
+
+    def optimizer_arrays(x, rng):
+        variable, gradient = like(x, rng).reshape(-1), like(x, rng).reshape(-1)
+        parameter = torch and torch.nn.Parameter(t(variable.copy()))
+        if torch:
+            parameter.grad = t(gradient)
+        return variable, gradient, parameter
+
+    def sgd_step(x, rng):
+        variable, gradient, parameter = optimizer_arrays(x, rng)
+        d = x.dtype.type
+        return (*_pair(K.sgd_momentum_step, variable, gradient, np.zeros_like(variable), d(1e-3),
+                       d(0.9)),
+                torch and torch.optim.SGD([parameter], lr=1e-3, momentum=0.9).step)
+
+    def adam_step(x, rng):
+        variable, gradient, parameter = optimizer_arrays(x, rng)
+        d = x.dtype.type
+        return (*_pair(K.adam_step, variable, gradient, np.zeros_like(variable),
+                       np.zeros_like(variable), d(1e-3), d(0.9), d(0.999), d(1e-8), d(0.1),
+                       d(0.001)),
+                torch and torch.optim.Adam([parameter], lr=1e-3, fused=True).step)
+
+    activation_ops = {}
+    for name, kernel, grad_kernel, extra, torch_forward, torch_backward in [
+            ("relu", K.relu_update_output, K.relu_update_grad_input, lambda x: (),
+             lambda tx: F.relu(tx), lambda tg, tx: aten.threshold_backward(tg, tx, 0)),
+            ("leaky_relu", K.leaky_relu_update_output, K.leaky_relu_update_grad_input,
+             lambda x: (x.dtype.type(0.03),), lambda tx: F.leaky_relu(tx, 0.03),
+             lambda tg, tx: aten.leaky_relu_backward(tg, tx, 0.03, False)),
+            ("elu", K.elu_update_output, K.elu_update_grad_input, lambda x: (x.dtype.type(1),),
+             lambda tx: F.elu(tx), lambda tg, tx: aten.elu_backward(tg, 1.0, 1, 1, False, tx)),
+            ("softplus", K.softplus_update_output, K.softplus_update_grad_input, lambda x: (),
+             lambda tx: F.softplus(tx), lambda tg, tx: aten.softplus_backward(tg, tx, 1, 20))]:
+        activation_ops[name + "_fwd"], activation_ops[name + "_bwd"] = elementwise(
+            kernel, grad_kernel, extra, torch_forward, torch_backward)
 
     return {"softmax_fwd": softmax_fwd, "softmax_bwd": softmax_bwd,
-            "log_softmax_fwd": log_softmax_fwd, "cross_entropy_fwd": cross_entropy_fwd,
-            "leaky_relu_fwd": leaky_relu_fwd, "dropout_fwd": dropout_fwd}
+            "log_softmax_fwd": log_softmax_fwd, "log_softmax_bwd": log_softmax_bwd,
+            "nll_fwd": nll_fwd, "nll_bwd": nll_bwd,
+            "cross_entropy_fwd": cross_entropy_fwd, "cross_entropy_bwd": cross_entropy_bwd,
+            "mse_fwd": mse_fwd, "mse_bwd": mse_bwd,
+            **activation_ops,
+            "dropout_fwd": dropout_fwd, "dropout_bwd": dropout_bwd,
+            "batch_norm_fwd": batch_norm_fwd, "batch_norm_bwd": batch_norm_bwd,
+            "scaling_fwd": scaling_fwd, "scaling_bwd": scaling_bwd,
+            "linear_fwd": linear_fwd, "linear_bwd": linear_bwd,
+            "sgd_step": sgd_step, "adam_step": adam_step}
 
 
 def median_time(call, min_time=0.2, max_repeats=200):
@@ -76,9 +263,10 @@ def median_time(call, min_time=0.2, max_repeats=200):
     return statistics.median(times)
 
 
-def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True):
+def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min_time=0.2):
     """Time each op at each shape; returns one dict per row. The thread counts of numba and
-    torch are set equal for the run and restored afterwards. Progress goes to stderr."""
+    torch are set equal for the run and restored afterwards. Progress goes to stderr.
+    ``min_time``: seconds of timed calls per path (at least 5 calls)."""
     progress = sys.stderr if progress else None
     torch = _torch()
     threads = threads or numba.config.NUMBA_NUM_THREADS
@@ -87,14 +275,14 @@ def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True):
     if torch:
         torch.set_num_threads(threads)
     try:
-        return _run(torch, ops, shapes, dtype, threads, progress)
+        return _run(torch, ops, shapes, dtype, threads, progress, min_time)
     finally:
         numba.set_num_threads(before[0])
         if torch:
             torch.set_num_threads(before[1])
 
 
-def _run(torch, ops, shapes, dtype, threads, progress):
+def _run(torch, ops, shapes, dtype, threads, progress, min_time):
     table = _ops(torch)
     names = ops or list(table)
     unknown = sorted(set(names) - set(table))
@@ -110,11 +298,11 @@ def _run(torch, ops, shapes, dtype, threads, progress):
                       flush=True)
             rng = np.random.default_rng(0)
             x = (rng.standard_normal(shape) * 3).astype(dtype)
-            kernel, args, torch_call = table[name](x, rng)
+            numba_call, numpy_call, torch_call = table[name](x, rng)
             row = {"op": name, "shape": list(shape), "dtype": dtype, "threads": threads,
-                   "numba_s": median_time(lambda: kernel.numba(*args)),
-                   "numpy_s": median_time(lambda: kernel.numpy(*args)),
-                   "torch_s": median_time(torch_call) if torch_call else None}
+                   "numba_s": median_time(numba_call, min_time),
+                   "numpy_s": median_time(numpy_call, min_time),
+                   "torch_s": median_time(torch_call, min_time) if torch_call else None}
             row["numpy/numba"] = row["numpy_s"] / row["numba_s"]
             row["torch/numba"] = row["torch_s"] / row["numba_s"] if torch_call else None
             rows.append(row)

@@ -34,3 +34,14 @@ def test_bench_refuses_bad_arguments():
     assert done.returncode == 2 and "shape must look like 256x1000" in done.stderr
     done = subprocess.run([sys.executable, "-m", "nnjit"], capture_output=True, text=True)
     assert done.returncode != 0 and "usage: python -m nnjit" in done.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bench_runs_every_op(dtype):
+    """Every op of the table runs on all paths (torch too, where installed)."""
+    torch_installed = bench._torch() is not None
+    rows = bench.run(shapes=[(5, 7)], dtype=dtype, threads=1, progress=False, min_time=0.0)
+    assert len(rows) == len(bench._ops(bench._torch())) >= 28
+    for row in rows:
+        assert row["dtype"] == dtype and row["numba_s"] > 0 and row["numpy_s"] > 0
+        assert (row["torch_s"] is not None) == torch_installed, row["op"]

@@ -1,0 +1,102 @@
+"""Forward and backward of every kernel-backed layer, per shape, dtype and backend.
+
+torch runs the equivalent torch.nn layer the way training uses it: forward with autograd
+recording, backward through autograd (input and parameter gradients)."""
+import numpy as np
+
+import nnjit
+
+from .common import (BACKENDS, DTYPES, LARGE_SHAPE, SHAPES, random_batch, select_backend,
+                     torch_dtype)
+
+NNJIT_LAYERS = {
+    "Linear": lambda features, dtype: nnjit.Linear(features, features, dtype=dtype),
+    "SoftMax": lambda features, dtype: nnjit.SoftMax(),
+    "LogSoftMax": lambda features, dtype: nnjit.LogSoftMax(),
+    "ReLU": lambda features, dtype: nnjit.ReLU(),
+    "LeakyReLU": lambda features, dtype: nnjit.LeakyReLU(0.03),
+    "ELU": lambda features, dtype: nnjit.ELU(1.0),
+    "SoftPlus": lambda features, dtype: nnjit.SoftPlus(),
+    "Dropout": lambda features, dtype: nnjit.Dropout(0.5, seed=0),
+    "BatchNormalization": lambda features, dtype: nnjit.BatchNormalization(0.9),
+    "ChannelwiseScaling": lambda features, dtype: nnjit.ChannelwiseScaling(features, dtype=dtype),
+}
+
+
+def torch_layer(torch, name, features):
+    nn = torch.nn
+    if name == "ChannelwiseScaling":
+        class Scaling(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.gamma = nn.Parameter(torch.ones(features))
+                self.beta = nn.Parameter(torch.zeros(features))
+
+            def forward(self, x):
+                return torch.addcmul(self.beta, x, self.gamma)
+        return Scaling()
+    return {
+        "Linear": lambda: nn.Linear(features, features),
+        "SoftMax": lambda: nn.Softmax(dim=1),
+        "LogSoftMax": lambda: nn.LogSoftmax(dim=1),
+        "ReLU": nn.ReLU,
+        "LeakyReLU": lambda: nn.LeakyReLU(0.03),
+        "ELU": lambda: nn.ELU(1.0),
+        "SoftPlus": nn.Softplus,
+        "Dropout": lambda: nn.Dropout(0.5),
+        "BatchNormalization": lambda: nn.BatchNorm1d(features, momentum=0.1, affine=False),
+    }[name]()
+
+
+class _LayerPass:
+    """Builds ``self.forward`` and ``self.backward`` (no-argument callables) for one layer
+    and runs both once, so compilation and buffer allocation stay out of the timings."""
+
+    def _build(self, layer, shape, dtype, backend):
+        torch = select_backend(backend)
+        x = random_batch(shape, dtype)
+        grad_output = random_batch(shape, dtype, seed=1, scale=1.0)
+        if torch is None:
+            module = NNJIT_LAYERS[layer](shape[1], dtype)
+            module.train()
+            self.forward = lambda: module.forward(x)
+            self.backward = lambda: module.backward(x, grad_output)
+        else:
+            module = torch_layer(torch, layer, shape[1]).to(torch_dtype(torch, dtype)).train()
+            tx = torch.from_numpy(x).requires_grad_()
+            tg = torch.from_numpy(grad_output)
+            self.forward = lambda: module(tx)
+            recorded = module(tx)
+            self.backward = lambda: recorded.backward(tg, retain_graph=True)
+        self.forward()
+        self.backward()
+        self.backward()
+
+
+class Layers(_LayerPass):
+    params = [list(NNJIT_LAYERS), SHAPES, DTYPES, BACKENDS]
+    param_names = ["layer", "shape", "dtype", "backend"]
+
+    def setup(self, layer, shape, dtype, backend):
+        self._build(layer, shape, dtype, backend)
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
+
+
+class LayersPeakMemory(_LayerPass):
+    """Peak RSS over ten forward/backward passes at the large shape: with buffers reused, it
+    stays at one pass's footprint however many passes run."""
+    params = [list(NNJIT_LAYERS), DTYPES, BACKENDS]
+    param_names = ["layer", "dtype", "backend"]
+
+    def setup(self, layer, dtype, backend):
+        self._build(layer, LARGE_SHAPE, dtype, backend)
+
+    def peakmem_forward_backward(self, *params):
+        for _ in range(10):
+            self.forward()
+            self.backward()
