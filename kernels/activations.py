@@ -1,12 +1,14 @@
 """Element-wise activations on flat (m,) arrays: ReLU, LeakyReLU, ELU, SoftPlus.
 
 Modules pass contiguous arrays raveled to 1-D, so one compiled kernel serves every shape.
-Comparisons are written so that NaN input gives NaN output, never a silent 0.
+Comparisons are written so that NaN input gives NaN output, never a silent 0. exp, expm1
+and log1p are the vectorizable ones of _vmath.py.
 """
 import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from ._vmath import vexp, vexpm1, vlog1p_unit
 
 
 @kernel()
@@ -71,7 +73,7 @@ def elu_update_output(input, output, alpha):
     zero = input.dtype.type(0)
     for k in prange(input.shape[0]):
         x = input[k]
-        output[k] = x if x > zero else alpha * np.expm1(x)
+        output[k] = x if x > zero else alpha * vexpm1(x)
 
 
 @elu_update_output.numpy_twin
@@ -88,7 +90,7 @@ def elu_update_grad_input(input, grad_output, grad_input, alpha):
     for k in prange(input.shape[0]):
         x = input[k]
         g = grad_output[k]
-        grad_input[k] = g if x > zero else g * alpha * np.exp(x)
+        grad_input[k] = g if x > zero else g * alpha * vexp(x)
 
 
 @elu_update_grad_input.numpy_twin
@@ -104,7 +106,7 @@ def softplus_update_output(input, output):
     zero = input.dtype.type(0)
     for k in prange(input.shape[0]):
         x = input[k]
-        output[k] = max(x, zero) + np.log1p(np.exp(-abs(x)))
+        output[k] = max(x, zero) + vlog1p_unit(vexp(-abs(x)))
 
 
 @softplus_update_output.numpy_twin
@@ -120,7 +122,7 @@ def softplus_update_grad_input(input, grad_output, grad_input):
     zero = input.dtype.type(0)
     for k in prange(input.shape[0]):
         x = input[k]
-        e = np.exp(-abs(x))
+        e = vexp(-abs(x))
         sigmoid = one / (one + e) if x >= zero else e / (one + e)
         grad_input[k] = grad_output[k] * sigmoid
 

@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, kernel
+from ._vmath import row_max, vexp
 
 
 def _mean(row_loss):
@@ -178,13 +179,11 @@ def nll_log_update_grad_input_numpy(input, target, grad_input):
 # ---------------------------------------------------------------- cross-entropy
 @jit
 def _row_logsumexp(x, i):
-    row_max = x.dtype.type(-np.inf)
-    for j in range(x.shape[1]):
-        row_max = max(row_max, x[i, j])
+    top = row_max(x, i)
     total = x.dtype.type(0)
     for j in range(x.shape[1]):
-        total += np.exp(x[i, j] - row_max)
-    return row_max + np.log(total)
+        total += vexp(x[i, j] - top)
+    return top + np.log(total)
 
 
 def _logsumexp_numpy(x):
@@ -209,16 +208,29 @@ def cross_entropy_labels_update_output_numpy(input, labels, row_loss):
     return _mean(row_loss)
 
 
+@jit
+def _row_softmax_into(x, i, out, scale):
+    """out[i] = scale * softmax(x[i]), with one exp per element (written, then rescaled)."""
+    c = x.shape[1]
+    top = row_max(x, i)
+    total = x.dtype.type(0)
+    for j in range(c):
+        e = vexp(x[i, j] - top)
+        out[i, j] = e
+        total += e
+    factor = scale / total
+    for j in range(c):
+        out[i, j] *= factor
+
+
 @kernel()
 def cross_entropy_labels_update_grad_input(input, labels, grad_input):
     """input (n, c) raw scores; labels (n,); grad_input [OUT] (n, c)
     = (softmax(input) - onehot(labels)) / n."""
-    n, c = input.shape
+    n = input.shape[0]
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
-        lse = _row_logsumexp(input, i)
-        for j in range(c):
-            grad_input[i, j] = np.exp(input[i, j] - lse) * inv_n
+        _row_softmax_into(input, i, grad_input, inv_n)
         grad_input[i, labels[i]] -= inv_n
 
 
@@ -261,12 +273,12 @@ def cross_entropy_update_grad_input(input, target, grad_input):
     n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
-        lse = _row_logsumexp(input, i)
         mass = input.dtype.type(0)
         for j in range(c):
             mass += target[i, j]
+        _row_softmax_into(input, i, grad_input, mass * inv_n)
         for j in range(c):
-            grad_input[i, j] = (mass * np.exp(input[i, j] - lse) - target[i, j]) * inv_n
+            grad_input[i, j] -= target[i, j] * inv_n
 
 
 @cross_entropy_update_grad_input.numpy_twin

@@ -1,13 +1,15 @@
 """SoftMax and LogSoftMax over axis 1 of a (batch, features) array.
 
 Rows are independent, so the parallel variant splits rows among threads; every row is
-shifted by its maximum so exp never overflows. A row of all -inf has no maximum to shift by
+shifted by its maximum so exp never overflows. exp is ``vexp`` (see _vmath.py), which
+vectorizes. A row of all -inf has no maximum to shift by
 and gives NaN, as in torch.
 """
 import numpy as np
 from numba import prange
 
 from ._jit import kernel
+from ._vmath import row_max, vexp
 
 
 @kernel()
@@ -16,12 +18,10 @@ def softmax_update_output(input, output):
     n, c = input.shape
     zero = input.dtype.type(0)
     for i in prange(n):
-        row_max = input.dtype.type(-np.inf)
-        for j in range(c):
-            row_max = max(row_max, input[i, j])
+        top = row_max(input, i)
         total = zero
         for j in range(c):
-            e = np.exp(input[i, j] - row_max)
+            e = vexp(input[i, j] - top)
             output[i, j] = e
             total += e
         inv_total = input.dtype.type(1) / total
@@ -62,13 +62,11 @@ def log_softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row."""
     n, c = input.shape
     for i in prange(n):
-        row_max = input.dtype.type(-np.inf)
-        for j in range(c):
-            row_max = max(row_max, input[i, j])
+        top = row_max(input, i)
         total = input.dtype.type(0)
         for j in range(c):
-            total += np.exp(input[i, j] - row_max)
-        shift = row_max + np.log(total)
+            total += vexp(input[i, j] - top)
+        shift = top + np.log(total)
         for j in range(c):
             output[i, j] = input[i, j] - shift
 
@@ -94,7 +92,7 @@ def log_softmax_update_grad_input(output, grad_output, grad_input):
         for j in range(c):
             total += grad_output[i, j]
         for j in range(c):
-            grad_input[i, j] = grad_output[i, j] - np.exp(output[i, j]) * total
+            grad_input[i, j] = grad_output[i, j] - vexp(output[i, j]) * total
 
 
 @log_softmax_update_grad_input.numpy_twin
