@@ -10,7 +10,7 @@ import numba
 
 from nnjit._backend import get_backend
 
-from ._config import COLUMN_BLOCK, FASTMATH, PARALLEL_MIN_ELEMENTS
+from ._config import FASTMATH, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
 ALL_KERNELS = {}
 
@@ -112,17 +112,16 @@ def jit(func):
 
 
 @jit
-def column_block(block, n_columns):
-    """(start, stop) of column block ``block``: batch reductions give each thread whole blocks
-    of COLUMN_BLOCK columns, walked row after row, so memory is read in order and no two
-    threads write the same accumulator."""
-    start = block * COLUMN_BLOCK
-    return start, min(start + COLUMN_BLOCK, n_columns)
+def n_row_chunks(n_rows):
+    """How many ROW_CHUNK-row tasks a batch reduction over n_rows rows splits into."""
+    return max((n_rows + ROW_CHUNK - 1) // ROW_CHUNK, 1)
 
 
 @jit
-def n_column_blocks(n_columns):
-    return (n_columns + COLUMN_BLOCK - 1) // COLUMN_BLOCK
+def row_chunk(chunk, n_rows):
+    """(start, stop) rows of task ``chunk``."""
+    start = chunk * ROW_CHUNK
+    return start, min(start + ROW_CHUNK, n_rows)
 
 
 def kernel(size_arg=0):

@@ -1,12 +1,21 @@
 """Batch normalization over axis 0 of a (batch, features) array, and channel-wise scaling.
 
-Statistics are per feature column, computed over blocks of columns (see column_block).
-Batch statistics accumulate in float64, as torch does.
+Statistics are per feature column: tasks of ROW_CHUNK whole rows write partial column sums,
+added in a fixed order (see row_chunk). Batch statistics accumulate in float64, as torch does.
 """
 import numpy as np
 from numba import prange
 
-from ._jit import column_block, kernel, n_column_blocks
+from ._jit import jit, kernel, n_row_chunks, row_chunk
+
+
+@jit
+def _column_sums(partial, out):
+    """out (c,) = partial (chunks, c) summed over chunks, in order."""
+    out[:] = 0.0
+    for chunk in range(partial.shape[0]):
+        for j in range(partial.shape[1]):
+            out[j] += partial[chunk, j]
 
 
 @kernel()
@@ -19,32 +28,46 @@ def batch_norm_update_output(input, output, moving_mean, moving_variance, save_m
     alpha, eps scalars; training: batch statistics if True, moving ones if False."""
     n, c = input.shape
     dtype = input.dtype.type
-    for block in prange(n_column_blocks(c)):
-        start, stop = column_block(block, c)
-        if training:
-            acc = np.zeros(stop - start)
-            for i in range(n):
-                for j in range(start, stop):
-                    acc[j - start] += input[i, j]
-            for j in range(start, stop):
-                save_mean[j] = acc[j - start] / n
-                acc[j - start] = 0.0
-            for i in range(n):
-                for j in range(start, stop):
-                    d = np.float64(input[i, j]) - np.float64(save_mean[j])
-                    acc[j - start] += d * d
-            for j in range(start, stop):
-                variance = acc[j - start] / n
-                save_invstd[j] = 1.0 / np.sqrt(variance + eps)
-                moving_mean[j] = alpha * moving_mean[j] + (1 - alpha) * save_mean[j]
-                moving_variance[j] = dtype(alpha * moving_variance[j] + (1 - alpha) * variance)
-        else:
-            for j in range(start, stop):
-                save_mean[j] = moving_mean[j]
-                save_invstd[j] = 1.0 / np.sqrt(np.float64(moving_variance[j]) + eps)
-        for i in range(n):
-            for j in range(start, stop):
-                output[i, j] = (input[i, j] - save_mean[j]) * save_invstd[j]
+    if training:
+        chunks = n_row_chunks(n)
+        partial = np.zeros((chunks, c))
+        total = np.empty(c)
+        for chunk in prange(chunks):
+            start, stop = row_chunk(chunk, n)
+            acc = partial[chunk]
+            for i in range(start, stop):
+                row = input[i]
+                for j in range(c):
+                    acc[j] += row[j]
+        _column_sums(partial, total)
+        for j in range(c):
+            save_mean[j] = total[j] / n
+        mean64 = total  # reused: the float64 mean, so deviations are taken in float64
+        for j in range(c):
+            mean64[j] = np.float64(save_mean[j])
+        partial[:] = 0.0
+        for chunk in prange(chunks):
+            start, stop = row_chunk(chunk, n)
+            acc = partial[chunk]
+            for i in range(start, stop):
+                row = input[i]
+                for j in range(c):
+                    d = np.float64(row[j]) - mean64[j]
+                    acc[j] += d * d
+        variance = np.empty(c)
+        _column_sums(partial, variance)
+        for j in range(c):
+            variance[j] /= n
+            save_invstd[j] = 1.0 / np.sqrt(variance[j] + eps)
+            moving_mean[j] = alpha * moving_mean[j] + (1 - alpha) * save_mean[j]
+            moving_variance[j] = dtype(alpha * moving_variance[j] + (1 - alpha) * variance[j])
+    else:
+        for j in range(c):
+            save_mean[j] = moving_mean[j]
+            save_invstd[j] = 1.0 / np.sqrt(np.float64(moving_variance[j]) + eps)
+    for i in prange(n):
+        for j in range(c):
+            output[i, j] = (input[i, j] - save_mean[j]) * save_invstd[j]
 
 
 @batch_norm_update_output.numpy_twin
@@ -71,28 +94,33 @@ def batch_norm_update_grad_input(input, grad_output, grad_input, save_mean, save
     from forward. Training: invstd * (g - mean(g) - xhat * mean(g * xhat)) per column, with
     xhat = (input - mean) * invstd; evaluation: g * invstd."""
     n, c = input.shape
-    for block in prange(n_column_blocks(c)):
-        start, stop = column_block(block, c)
-        if training:
-            sum_g = np.zeros(stop - start)
-            sum_g_xhat = np.zeros(stop - start)
-            for i in range(n):
-                for j in range(start, stop):
+    if training:
+        chunks = n_row_chunks(n)
+        partial_g = np.zeros((chunks, c))
+        partial_g_xhat = np.zeros((chunks, c))
+        for chunk in prange(chunks):
+            start, stop = row_chunk(chunk, n)
+            acc_g, acc_g_xhat = partial_g[chunk], partial_g_xhat[chunk]
+            for i in range(start, stop):
+                for j in range(c):
                     g = np.float64(grad_output[i, j])
-                    sum_g[j - start] += g
-                    sum_g_xhat[j - start] += g * ((input[i, j] - save_mean[j]) * save_invstd[j])
-            for j in range(start, stop):
-                sum_g[j - start] /= n
-                sum_g_xhat[j - start] /= n
-            for i in range(n):
-                for j in range(start, stop):
-                    xhat = (input[i, j] - save_mean[j]) * save_invstd[j]
-                    grad_input[i, j] = save_invstd[j] * (
-                        grad_output[i, j] - sum_g[j - start] - xhat * sum_g_xhat[j - start])
-        else:
-            for i in range(n):
-                for j in range(start, stop):
-                    grad_input[i, j] = grad_output[i, j] * save_invstd[j]
+                    acc_g[j] += g
+                    acc_g_xhat[j] += g * ((input[i, j] - save_mean[j]) * save_invstd[j])
+        mean_g, mean_g_xhat = np.empty(c), np.empty(c)
+        _column_sums(partial_g, mean_g)
+        _column_sums(partial_g_xhat, mean_g_xhat)
+        for j in range(c):
+            mean_g[j] /= n
+            mean_g_xhat[j] /= n
+        for i in prange(n):
+            for j in range(c):
+                xhat = (input[i, j] - save_mean[j]) * save_invstd[j]
+                grad_input[i, j] = save_invstd[j] * (
+                    grad_output[i, j] - mean_g[j] - xhat * mean_g_xhat[j])
+    else:
+        for i in prange(n):
+            for j in range(c):
+                grad_input[i, j] = grad_output[i, j] * save_invstd[j]
 
 
 @batch_norm_update_grad_input.numpy_twin
@@ -142,12 +170,20 @@ def channelwise_scaling_acc_grad_parameters(input, grad_output, grad_gamma, grad
     """input (n, c); grad_output (n, c); grad_gamma, grad_beta [OUT] (c,) accumulate
     sum(grad_output * input) and sum(grad_output) over the batch."""
     n, c = input.shape
-    for block in prange(n_column_blocks(c)):
-        start, stop = column_block(block, c)
-        for i in range(n):
-            for j in range(start, stop):
-                grad_gamma[j] += grad_output[i, j] * input[i, j]
-                grad_beta[j] += grad_output[i, j]
+    chunks = n_row_chunks(n)
+    partial = np.zeros((2, chunks, c), grad_gamma.dtype)
+    for chunk in prange(chunks):
+        start, stop = row_chunk(chunk, n)
+        acc_gamma, acc_beta = partial[0, chunk], partial[1, chunk]
+        for i in range(start, stop):
+            x, g = input[i], grad_output[i]
+            for j in range(c):
+                acc_gamma[j] += g[j] * x[j]
+                acc_beta[j] += g[j]
+    for chunk in range(chunks):  # a fixed order, whatever the thread count
+        for j in range(c):
+            grad_gamma[j] += partial[0, chunk, j]
+            grad_beta[j] += partial[1, chunk, j]
 
 
 @channelwise_scaling_acc_grad_parameters.numpy_twin

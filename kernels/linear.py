@@ -3,7 +3,7 @@ the parts BLAS has no call for, the bias add and the bias gradient."""
 import numpy as np
 from numba import prange
 
-from ._jit import column_block, composite, kernel, n_column_blocks
+from ._jit import composite, kernel, n_row_chunks, row_chunk
 
 
 @kernel()
@@ -24,11 +24,18 @@ def bias_add_numpy(output, bias):
 def bias_acc_grad(grad_output, grad_bias):
     """grad_bias [OUT] (c,) += the column sums of grad_output (n, c)."""
     n, c = grad_output.shape
-    for block in prange(n_column_blocks(c)):
-        start, stop = column_block(block, c)
-        for i in range(n):
-            for j in range(start, stop):
-                grad_bias[j] += grad_output[i, j]
+    chunks = n_row_chunks(n)
+    partial = np.zeros((chunks, c), grad_bias.dtype)
+    for chunk in prange(chunks):
+        start, stop = row_chunk(chunk, n)
+        acc = partial[chunk]
+        for i in range(start, stop):
+            row = grad_output[i]
+            for j in range(c):
+                acc[j] += row[j]
+    for chunk in range(chunks):  # a fixed order, whatever the thread count
+        for j in range(c):
+            grad_bias[j] += partial[chunk, j]
 
 
 @bias_acc_grad.numpy_twin
