@@ -3,7 +3,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, SHAPES, random_batch, random_labels, select_backend)
+from .common import (BACKENDS, DTYPES, SHAPES, Benchmark, random_batch, random_labels,
+                     select_backend)
 
 CRITERIONS = ["ClassNLLCriterion", "ClassNLLCriterion(log_input=True)", "CrossEntropyCriterion",
               "MSECriterion"]
@@ -43,7 +44,7 @@ def _torch_loss(torch, criterion):
     }[criterion]
 
 
-class Criterions:
+class Criterions(Benchmark):
     params = [CRITERIONS, SHAPES, DTYPES, BACKENDS]
     param_names = ["criterion", "shape", "dtype", "backend"]
 

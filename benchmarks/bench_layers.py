@@ -6,8 +6,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, LARGE_SHAPE, SHAPES, random_batch, select_backend,
-                     torch_dtype)
+from .common import (BACKENDS, DTYPES, LARGE_SHAPE, SHAPES, Benchmark, random_batch,
+                     select_backend, torch_dtype)
 
 NNJIT_LAYERS = {
     "Linear": lambda features, dtype: nnjit.Linear(features, features, dtype=dtype),
@@ -48,7 +48,7 @@ def torch_layer(torch, name, features):
     }[name]()
 
 
-class _LayerPass:
+class _LayerPass(Benchmark):
     """Builds ``self.forward`` and ``self.backward`` (no-argument callables) for one layer
     and runs both once, so compilation and buffer allocation stay out of the timings."""
 

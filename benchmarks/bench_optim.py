@@ -3,7 +3,7 @@ import numpy as np
 
 import nnjit
 
-from .common import BACKENDS, DTYPES, nnjit_mlp, select_backend, torch_mlp
+from .common import (BACKENDS, DTYPES, Benchmark, nnjit_mlp, select_backend, torch_mlp)
 
 CONFIGS = {
     "sgd_momentum": {"learning_rate": 1e-3, "momentum": 0.9},
@@ -11,7 +11,7 @@ CONFIGS = {
 }
 
 
-class OptimizerStep:
+class OptimizerStep(Benchmark):
     params = [list(CONFIGS), DTYPES, BACKENDS]
     param_names = ["optimizer", "dtype", "backend"]
 

@@ -4,14 +4,14 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, MLP_SIZES, nnjit_mlp, random_batch, random_labels,
-                     select_backend, torch_mlp)
+from .common import (BACKENDS, DTYPES, MLP_SIZES, Benchmark, nnjit_mlp, random_batch,
+                     random_labels, select_backend, torch_mlp)
 
 BATCH = 128
 ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
 
 
-class MLPTrainingStep:
+class MLPTrainingStep(Benchmark):
     params = [DTYPES, BACKENDS]
     param_names = ["dtype", "backend"]
 

@@ -21,6 +21,16 @@ BACKENDS = ["numba", "numpy", "torch"]
 MLP_SIZES = [784, 256, 256, 10]
 
 
+class Benchmark:
+    """asv timing settings shared by the suite: one process per parameter combination, at most
+    ten samples or about a second each, so a full run of the ~450 combinations stays near ten
+    minutes on two cores (asv's defaults took over an hour here). Compare commits with
+    ``asv continuous`` or ``asv compare``, which test the difference for significance."""
+    processes = 1
+    repeat = (1, 10, 1.0)
+    warmup_time = 0.05
+
+
 def import_torch():
     """torch with numba's thread count, or NotImplementedError (asv: skip) if absent."""
     if torch is None:
