@@ -71,9 +71,12 @@ def leaky_relu_update_grad_input_numpy(input, grad_output, grad_input, slope):
 def elu_update_output(input, output, alpha):
     """input (m,); output [OUT] (m,) = input if input > 0 else alpha * (exp(input) - 1)."""
     zero = input.dtype.type(0)
+    alpha64 = np.float64(alpha)
     for k in prange(input.shape[0]):
         x = input[k]
-        output[k] = x if x > zero else alpha * vexpm1(x)
+        # float64 inside, so float32 results are correctly rounded (within torch's error)
+        negative = input.dtype.type(alpha64 * vexpm1(np.float64(x)))
+        output[k] = x if x > zero else negative
 
 
 @elu_update_output.numpy_twin
@@ -103,10 +106,9 @@ def elu_update_grad_input_numpy(input, grad_output, grad_input, alpha):
 def softplus_update_output(input, output):
     """input (m,); output [OUT] (m,) = log(1 + exp(input)), computed as
     max(x, 0) + log1p(exp(-|x|)) so it neither overflows nor loses small values."""
-    zero = input.dtype.type(0)
     for k in prange(input.shape[0]):
-        x = input[k]
-        output[k] = max(x, zero) + vlog1p_unit(vexp(-abs(x)))
+        x = np.float64(input[k])  # float64 inside, as in ELU
+        output[k] = input.dtype.type(max(x, 0.0) + vlog1p_unit(vexp(-abs(x))))
 
 
 @softplus_update_output.numpy_twin

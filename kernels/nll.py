@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, kernel
-from ._vmath import row_max, vexp
+from ._vmath import minus_both, row_max, vexp
 
 
 def _mean(row_loss):
@@ -177,18 +177,25 @@ def nll_log_update_grad_input_numpy(input, target, grad_input):
 
 
 # ---------------------------------------------------------------- cross-entropy
+# logsumexp(x) = top + log_total, kept as two numbers: a loss term is taken as
+# -((x - top) - log_total), see minus_both.
 @jit
-def _row_logsumexp(x, i):
+def _row_top_log_total(x, i):
     top = row_max(x, i)
     total = x.dtype.type(0)
     for j in range(x.shape[1]):
         total += vexp(x[i, j] - top)
-    return top + np.log(total)
+    return top, np.log(total)
 
 
-def _logsumexp_numpy(x):
-    row_max = x.max(axis=1, keepdims=True)
-    return row_max + np.log(np.exp(x - row_max).sum(axis=1, keepdims=True))
+def _top_log_total_numpy(x):
+    top = x.max(axis=1, keepdims=True)
+    return top, np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+
+
+def _log_softmax_numpy(x):
+    top, log_total = _top_log_total_numpy(x)
+    return (x - top) - log_total
 
 
 @kernel()
@@ -196,15 +203,17 @@ def cross_entropy_labels_update_output(input, labels, row_loss):
     """input (n, c) raw scores; labels (n,) int64 in [0, c); row_loss [BUFFER] (n,).
     Returns the mean of logsumexp(x) - x[label]."""
     for i in prange(input.shape[0]):
-        row_loss[i] = _row_logsumexp(input, i) - input[i, labels[i]]
+        top, log_total = _row_top_log_total(input, i)
+        row_loss[i] = -minus_both(input[i, labels[i]], top, log_total)
     return _mean_jit(row_loss)
 
 
 @cross_entropy_labels_update_output.numpy_twin
 @np.errstate(invalid="ignore")
 def cross_entropy_labels_update_output_numpy(input, labels, row_loss):
+    top, log_total = _top_log_total_numpy(input)
     picked = input[np.arange(input.shape[0]), labels]
-    np.subtract(_logsumexp_numpy(input)[:, 0], picked, out=row_loss)
+    np.add(top[:, 0] - picked, log_total[:, 0], out=row_loss)
     return _mean(row_loss)
 
 
@@ -238,7 +247,7 @@ def cross_entropy_labels_update_grad_input(input, labels, grad_input):
 @np.errstate(invalid="ignore")
 def cross_entropy_labels_update_grad_input_numpy(input, labels, grad_input):
     n = input.shape[0]
-    np.exp(input - _logsumexp_numpy(input), out=grad_input)
+    np.exp(_log_softmax_numpy(input), out=grad_input)
     grad_input[np.arange(n), labels] -= 1
     grad_input /= n
 
@@ -249,11 +258,11 @@ def cross_entropy_update_output(input, target, row_loss):
     Returns the mean of sum(target * (logsumexp(x) - x))."""
     n, c = input.shape
     for i in prange(n):
-        lse = _row_logsumexp(input, i)
+        top, log_total = _row_top_log_total(input, i)
         total = input.dtype.type(0)
         for j in range(c):
             if target[i, j] != 0:
-                total += target[i, j] * (lse - input[i, j])
+                total -= target[i, j] * minus_both(input[i, j], top, log_total)
         row_loss[i] = total
     return _mean_jit(row_loss)
 
@@ -261,7 +270,7 @@ def cross_entropy_update_output(input, target, row_loss):
 @cross_entropy_update_output.numpy_twin
 @np.errstate(invalid="ignore")
 def cross_entropy_update_output_numpy(input, target, row_loss):
-    terms = np.where(target != 0, target * (_logsumexp_numpy(input) - input), 0)
+    terms = np.where(target != 0, -target * _log_softmax_numpy(input), 0)
     np.sum(terms, axis=1, out=row_loss)
     return _mean(row_loss)
 
@@ -285,7 +294,7 @@ def cross_entropy_update_grad_input(input, target, grad_input):
 @np.errstate(invalid="ignore")
 def cross_entropy_update_grad_input_numpy(input, target, grad_input):
     mass = target.sum(axis=1, keepdims=True)
-    np.exp(input - _logsumexp_numpy(input), out=grad_input)
+    np.exp(_log_softmax_numpy(input), out=grad_input)
     grad_input *= mass
     grad_input -= target
     grad_input /= max(input.shape[0], 1)

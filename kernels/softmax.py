@@ -9,7 +9,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from ._vmath import row_max, vexp
+from ._vmath import minus_both, row_max, vexp
 
 
 @kernel()
@@ -66,9 +66,9 @@ def log_softmax_update_output(input, output):
         total = input.dtype.type(0)
         for j in range(c):
             total += vexp(input[i, j] - top)
-        shift = top + np.log(total)
+        log_total = np.log(total)
         for j in range(c):
-            output[i, j] = input[i, j] - shift
+            output[i, j] = minus_both(input[i, j], top, log_total)
 
 
 @log_softmax_update_output.numpy_twin
@@ -77,9 +77,9 @@ def log_softmax_update_output_numpy(input, output):
     row_max = input.max(axis=1, keepdims=True)
     np.subtract(input, row_max, out=output)
     np.exp(output, out=output)
-    shift = np.log(output.sum(axis=1, keepdims=True))
-    shift += row_max
-    np.subtract(input, shift, out=output)
+    log_total = np.log(output.sum(axis=1, keepdims=True))
+    np.subtract(input, row_max, out=output)
+    output -= log_total
 
 
 @kernel()
