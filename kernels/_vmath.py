@@ -247,3 +247,10 @@ def minus_both(x, top, log_total):
     it as x - (top + log_total), which rounds log_total to top's precision (a relative error
     of 0.3 in float32 log-softmax at logits of 1e4). This helper's instructions lack the flag."""
     return (x - top) - log_total
+
+
+@_jit_exact
+def nll_term(x, top, log_total):
+    """-log_softmax = (top - x) + log_total, in that order (see minus_both). Negating
+    minus_both in a kernel is not enough: LLVM folds the negation in with the kernel's flags."""
+    return (top - x) + log_total

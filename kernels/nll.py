@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, kernel
-from ._vmath import minus_both, row_max, vexp
+from ._vmath import nll_term, row_max, vexp
 
 
 def _mean(row_loss):
@@ -178,13 +178,15 @@ def nll_log_update_grad_input_numpy(input, target, grad_input):
 
 # ---------------------------------------------------------------- cross-entropy
 # logsumexp(x) = top + log_total, kept as two numbers: a loss term is taken as
-# -((x - top) - log_total), see minus_both.
+# (top - x) + log_total, see nll_term.
 @jit
 def _row_top_log_total(x, i):
+    """(max of row i, log of sum(exp(row - max))); the sum and its log in float64, so a
+    float32 loss is rounded once, at the end."""
     top = row_max(x, i)
-    total = x.dtype.type(0)
+    total = 0.0
     for j in range(x.shape[1]):
-        total += vexp(x[i, j] - top)
+        total += np.float64(vexp(x[i, j] - top))
     return top, np.log(total)
 
 
@@ -204,7 +206,7 @@ def cross_entropy_labels_update_output(input, labels, row_loss):
     Returns the mean of logsumexp(x) - x[label]."""
     for i in prange(input.shape[0]):
         top, log_total = _row_top_log_total(input, i)
-        row_loss[i] = -minus_both(input[i, labels[i]], top, log_total)
+        row_loss[i] = nll_term(np.float64(input[i, labels[i]]), np.float64(top), log_total)
     return _mean_jit(row_loss)
 
 
@@ -259,10 +261,10 @@ def cross_entropy_update_output(input, target, row_loss):
     n, c = input.shape
     for i in prange(n):
         top, log_total = _row_top_log_total(input, i)
-        total = input.dtype.type(0)
+        top64, total = np.float64(top), 0.0
         for j in range(c):
             if target[i, j] != 0:
-                total -= target[i, j] * minus_both(input[i, j], top, log_total)
+                total += target[i, j] * nll_term(np.float64(input[i, j]), top64, log_total)
         row_loss[i] = total
     return _mean_jit(row_loss)
 
