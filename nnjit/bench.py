@@ -13,6 +13,13 @@ from . import kernels as K
 
 DEFAULT_SHAPES = [(64, 10), (256, 1000), (4096, 1024)]
 
+# Ops bound by memory traffic: how many batch-sized arrays each reads plus writes. The
+# "copy/numba" column compares the op with np.copyto moving the same number of bytes
+# (1.0: as fast as a copy).
+ARRAYS_MOVED = {"softmax_fwd": 2, "softmax_bwd": 3, "log_softmax_fwd": 2, "relu_fwd": 2,
+                "relu_bwd": 3, "leaky_relu_fwd": 2, "leaky_relu_bwd": 3, "dropout_fwd": 2,
+                "dropout_bwd": 2, "scaling_fwd": 2}
+
 
 def _torch():
     try:
@@ -303,24 +310,37 @@ def _run(torch, ops, shapes, dtype, threads, progress, min_time):
                    "numba_s": median_time(numba_call, min_time),
                    "numpy_s": median_time(numpy_call, min_time),
                    "torch_s": median_time(torch_call, min_time) if torch_call else None}
+            row["copy_s"] = _copy_time(x, ARRAYS_MOVED[name], min_time) \
+                if name in ARRAYS_MOVED else None
             row["numpy/numba"] = row["numpy_s"] / row["numba_s"]
             row["torch/numba"] = row["torch_s"] / row["numba_s"] if torch_call else None
+            row["copy/numba"] = row["copy_s"] / row["numba_s"] if row["copy_s"] else None
             rows.append(row)
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=progress)
     return rows
 
 
+def _copy_time(x, arrays_moved, min_time):
+    """Median time of np.copyto moving arrays_moved/2 arrays of x's size (read plus write)."""
+    source = np.ones(int(x.size * arrays_moved / 2), x.dtype)
+    target = np.empty_like(source)
+    return median_time(lambda: np.copyto(target, source), min_time)
+
+
 def format_table(rows):
-    head = (f"{'op':20s} {'shape':>10s} {'numba ms':>10s} {'numpy ms':>10s} {'torch ms':>10s} "
-            f"{'numpy/numba':>12s} {'torch/numba':>12s}")
+    def number(value, width, digits):
+        return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}s}"
+
+    head = (f"{'op':18s} {'shape':>10s} {'numba ms':>9s} {'numpy ms':>9s} {'torch ms':>9s} "
+            f"{'numpy/numba':>11s} {'torch/numba':>11s} {'copy/numba':>10s}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        torch_ms = f"{r['torch_s'] * 1e3:10.4f}" if r["torch_s"] else f"{'-':>10s}"
-        torch_ratio = f"{r['torch/numba']:12.2f}" if r["torch/numba"] else f"{'-':>12s}"
-        lines.append(f"{r['op']:20s} {'x'.join(map(str, r['shape'])):>10s} "
-                     f"{r['numba_s'] * 1e3:10.4f} {r['numpy_s'] * 1e3:10.4f} {torch_ms} "
-                     f"{r['numpy/numba']:12.2f} {torch_ratio}")
+        torch_ms = r["torch_s"] * 1e3 if r["torch_s"] else None
+        lines.append(f"{r['op']:18s} {'x'.join(map(str, r['shape'])):>10s} "
+                     f"{number(r['numba_s'] * 1e3, 9, 4)} {number(r['numpy_s'] * 1e3, 9, 4)} "
+                     f"{number(torch_ms, 9, 4)} {number(r['numpy/numba'], 11, 2)} "
+                     f"{number(r['torch/numba'], 11, 2)} {number(r.get('copy/numba'), 10, 2)}")
     return "\n".join(lines)
 
 
