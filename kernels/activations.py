@@ -8,7 +8,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import kernel
-from ._vmath import vexp, vexpm1, vlog1p_unit
+from ._vmath import vexp, vexpm1, vsoftplus
 
 
 @kernel()
@@ -107,8 +107,7 @@ def softplus_update_output(input, output):
     """input (m,); output [OUT] (m,) = log(1 + exp(input)), computed as
     max(x, 0) + log1p(exp(-|x|)) so it neither overflows nor loses small values."""
     for k in prange(input.shape[0]):
-        x = np.float64(input[k])  # float64 inside, as in ELU
-        output[k] = input.dtype.type(max(x, 0.0) + vlog1p_unit(vexp(-abs(x))))
+        output[k] = vsoftplus(input[k])
 
 
 @softplus_update_output.numpy_twin
