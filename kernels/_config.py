@@ -6,9 +6,16 @@
 # "reassoc" lets LLVM vectorize sums and maxima; "contract" allows FMA.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-# Below this many elements a kernel runs its serial variant: a parallel launch costs
-# microseconds, more than the whole op at small sizes.
-PARALLEL_MIN_ELEMENTS = 32768
+# Below a kernel's threshold (in elements) it runs its serial variant: a parallel launch
+# costs microseconds, more than the whole op at small sizes. Measured on 2 cores (serial vs
+# parallel variant, float32, 2 threads; the crossover is where the ratio passes 1):
+# exp-heavy kernels pay off from ~16k elements, the default class (dropout's hash, Adam)
+# from ~50k, streaming elementwise kernels (one read, one write) from ~130k, and batch
+# reductions (partial sums, then a serial combine) from ~260k.
+PARALLEL_MIN_EXP = 16384
+PARALLEL_MIN_ELEMENTS = 65536
+PARALLEL_MIN_STREAMING = 131072
+PARALLEL_MIN_REDUCTION = 262144
 
 # Batch reductions (batch norm, scaling and bias gradients) give each task this many rows;
 # tasks write partial column sums that are then added in a fixed order, so the result does

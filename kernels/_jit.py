@@ -124,11 +124,12 @@ def row_chunk(chunk, n_rows):
     return start, min(start + ROW_CHUNK, n_rows)
 
 
-def kernel(size_arg=0):
+def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 
-    The parallel variant runs when ``args[size_arg]`` has at least PARALLEL_MIN_ELEMENTS
-    elements. Both variants compile lazily on first use, never at import.
+    The parallel variant runs when ``args[size_arg]`` has at least ``parallel_min`` elements
+    (one of the thresholds of _config.py). Both variants compile lazily on first use, never
+    at import.
     """
 
     def wrap(body):
@@ -139,7 +140,7 @@ def kernel(size_arg=0):
             if _compile_both.get():
                 PARALLEL_GUARD.run(parallel, serial, args)
                 return serial(*args)
-            if args[size_arg].size >= PARALLEL_MIN_ELEMENTS:
+            if args[size_arg].size >= parallel_min:
                 return PARALLEL_GUARD.run(parallel, serial, args)
             return serial(*args)
 

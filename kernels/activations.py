@@ -7,11 +7,12 @@ and log1p are the vectorizable ones of _vmath.py.
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
 from ._vmath import vexp, vexpm1, vsoftplus
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def relu_update_output(input, output):
     """input (m,); output [OUT] (m,) = max(input, 0), NaN kept."""
     zero = input.dtype.type(0)
@@ -25,7 +26,7 @@ def relu_update_output_numpy(input, output):
     np.maximum(input, 0, out=output)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def relu_update_grad_input(input, grad_output, grad_input):
     """input (m,); grad_output (m,); grad_input [OUT] (m,) = grad_output where input > 0."""
     zero = input.dtype.type(0)
@@ -38,7 +39,7 @@ def relu_update_grad_input_numpy(input, grad_output, grad_input):
     np.multiply(grad_output, input > 0, out=grad_input)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def leaky_relu_update_output(input, output, slope):
     """input (m,); output [OUT] (m,) = input if input > 0 else slope * input."""
     zero = input.dtype.type(0)
@@ -52,7 +53,7 @@ def leaky_relu_update_output_numpy(input, output, slope):
     np.multiply(input, np.where(input < 0, slope, input.dtype.type(1)), out=output)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def leaky_relu_update_grad_input(input, grad_output, grad_input, slope):
     """input (m,); grad_output (m,); grad_input [OUT] (m,) = grad_output where input > 0,
     slope * grad_output elsewhere (the gradient at exactly 0 is the slope)."""
@@ -67,7 +68,7 @@ def leaky_relu_update_grad_input_numpy(input, grad_output, grad_input, slope):
     np.multiply(grad_output, np.where(input > 0, input.dtype.type(1), slope), out=grad_input)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def elu_update_output(input, output, alpha):
     """input (m,); output [OUT] (m,) = input if input > 0 else alpha * (exp(input) - 1)."""
     zero = input.dtype.type(0)
@@ -85,7 +86,7 @@ def elu_update_output_numpy(input, output, alpha):
     np.copyto(output, np.where(input > 0, input, negative))
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def elu_update_grad_input(input, grad_output, grad_input, alpha):
     """input (m,); grad_output (m,); grad_input [OUT] (m,) = grad_output where input > 0,
     grad_output * alpha * exp(input) elsewhere."""
@@ -102,7 +103,7 @@ def elu_update_grad_input_numpy(input, grad_output, grad_input, alpha):
     np.multiply(grad_output, slope, out=grad_input)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def softplus_update_output(input, output):
     """input (m,); output [OUT] (m,) = log(1 + exp(input)), computed as
     max(x, 0) + log1p(exp(-|x|)) so it neither overflows nor loses small values."""
@@ -115,7 +116,7 @@ def softplus_update_output_numpy(input, output):
     np.add(np.maximum(input, 0), np.log1p(np.exp(-np.abs(input))), out=output)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def softplus_update_grad_input(input, grad_output, grad_input):
     """input (m,); grad_output (m,); grad_input [OUT] (m,) = grad_output * sigmoid(input),
     with exp taken of -|x| only."""

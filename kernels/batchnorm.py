@@ -6,6 +6,7 @@ added in a fixed order (see row_chunk). Batch statistics accumulate in float64, 
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
 from ._jit import jit, kernel, n_row_chunks, row_chunk
 
 
@@ -18,7 +19,7 @@ def _column_sums(partial, out):
             out[j] += partial[chunk, j]
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_REDUCTION)
 def batch_norm_update_output(input, output, moving_mean, moving_variance, save_mean,
                              save_invstd, alpha, eps, training):
     """input (n, c); output [OUT] (n, c) = (input - mean) * invstd;
@@ -87,7 +88,7 @@ def batch_norm_update_output_numpy(input, output, moving_mean, moving_variance, 
     output *= save_invstd
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_REDUCTION)
 def batch_norm_update_grad_input(input, grad_output, grad_input, save_mean, save_invstd,
                                  training):
     """input (n, c); grad_output (n, c); grad_input [OUT] (n, c); save_mean, save_invstd (c,)
@@ -136,7 +137,7 @@ def batch_norm_update_grad_input_numpy(input, grad_output, grad_input, save_mean
     grad_input[...] = save_invstd * (grad_output - mean_g - xhat * mean_g_xhat)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def channelwise_scaling_update_output(input, output, gamma, beta):
     """input (n, c); output [OUT] (n, c) = input * gamma + beta; gamma, beta (c,)."""
     n, c = input.shape
@@ -151,7 +152,7 @@ def channelwise_scaling_update_output_numpy(input, output, gamma, beta):
     output += beta
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def channelwise_scaling_update_grad_input(grad_output, grad_input, gamma):
     """grad_output (n, c); grad_input [OUT] (n, c) = grad_output * gamma; gamma (c,)."""
     n, c = grad_output.shape
@@ -165,7 +166,7 @@ def channelwise_scaling_update_grad_input_numpy(grad_output, grad_input, gamma):
     np.multiply(grad_output, gamma, out=grad_input)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_REDUCTION)
 def channelwise_scaling_acc_grad_parameters(input, grad_output, grad_gamma, grad_beta):
     """input (n, c); grad_output (n, c); grad_gamma, grad_beta [OUT] (c,) accumulate
     sum(grad_output * input) and sum(grad_output) over the batch."""

@@ -3,10 +3,11 @@ the parts BLAS has no call for, the bias add and the bias gradient."""
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
 from ._jit import composite, kernel, n_row_chunks, row_chunk
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def bias_add(output, bias):
     """output [OUT] (n, c) += bias (c,) on every row."""
     n, c = output.shape
@@ -20,7 +21,7 @@ def bias_add_numpy(output, bias):
     output += bias
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_REDUCTION)
 def bias_acc_grad(grad_output, grad_bias):
     """grad_bias [OUT] (c,) += the column sums of grad_output (n, c)."""
     n, c = grad_output.shape

@@ -3,11 +3,12 @@ loss = sum((input - target)**2) / n, gradient 2 * (input - target) / n."""
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_STREAMING
 from ._jit import kernel
 from .nll import _mean, _mean_jit
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def mse_update_output(input, target, row_loss):
     """input (n, c); target (n, c); row_loss [BUFFER] (n,). Returns the loss. In float32 a
     square beyond the range is inf, as the math says, never a wrapped value."""
@@ -28,7 +29,7 @@ def mse_update_output_numpy(input, target, row_loss):
     return _mean(row_loss)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def mse_update_grad_input(input, target, grad_input):
     """input (n, c); target (n, c); grad_input [OUT] (n, c) = 2 * (input - target) / n."""
     n, c = input.shape

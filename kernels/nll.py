@@ -14,6 +14,7 @@ Dense targets skip zero entries, so a -inf log-probability where the target is 0
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import jit, kernel
 from ._vmath import nll_term, row_max, vexp
 
@@ -44,7 +45,7 @@ def nll_prob_labels_update_output_numpy(input, labels, row_loss, eps):
     return _mean(row_loss)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_prob_labels_update_grad_input(input, labels, grad_input, eps):
     """input (n, c) probabilities; labels (n,); grad_input [OUT] (n, c); eps clip bound."""
     n, c = input.shape
@@ -121,7 +122,7 @@ def nll_log_labels_update_output_numpy(input, labels, row_loss):
     return _mean(row_loss)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_log_labels_update_grad_input(input, labels, grad_input):
     """input (n, c); labels (n,); grad_input [OUT] (n, c) = -onehot(labels) / n."""
     n, c = input.shape
@@ -139,7 +140,7 @@ def nll_log_labels_update_grad_input_numpy(input, labels, grad_input):
 
 
 # ---------------------------------------------------------------- log form, dense
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_log_update_output(input, target, row_loss):
     """input (n, c) log-probabilities; target (n, c); row_loss [BUFFER] (n,).
     Returns the mean loss."""
@@ -161,7 +162,7 @@ def nll_log_update_output_numpy(input, target, row_loss):
     return _mean(row_loss)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_log_update_grad_input(input, target, grad_input):
     """input (n, c); target (n, c); grad_input [OUT] (n, c) = -target / n."""
     n, c = input.shape
@@ -200,7 +201,7 @@ def _log_softmax_numpy(x):
     return (x - top) - log_total
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_labels_update_output(input, labels, row_loss):
     """input (n, c) raw scores; labels (n,) int64 in [0, c); row_loss [BUFFER] (n,).
     Returns the mean of logsumexp(x) - x[label]."""
@@ -234,7 +235,7 @@ def _row_softmax_into(x, i, out, scale):
         out[i, j] *= factor
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_labels_update_grad_input(input, labels, grad_input):
     """input (n, c) raw scores; labels (n,); grad_input [OUT] (n, c)
     = (softmax(input) - onehot(labels)) / n."""
@@ -254,7 +255,7 @@ def cross_entropy_labels_update_grad_input_numpy(input, labels, grad_input):
     grad_input /= n
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_update_output(input, target, row_loss):
     """input (n, c) raw scores; target (n, c); row_loss [BUFFER] (n,).
     Returns the mean of sum(target * (logsumexp(x) - x))."""
@@ -277,7 +278,7 @@ def cross_entropy_update_output_numpy(input, target, row_loss):
     return _mean(row_loss)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_update_grad_input(input, target, grad_input):
     """input (n, c) raw scores; target (n, c); grad_input [OUT] (n, c)
     = (sum(target) * softmax(input) - target) / n per row."""

@@ -8,11 +8,12 @@ and gives NaN, as in torch.
 import numpy as np
 from numba import prange
 
+from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
 from ._vmath import minus_both, row_max, vexp
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row."""
     n, c = input.shape
@@ -37,7 +38,7 @@ def softmax_update_output_numpy(input, output):
     output /= output.sum(axis=1, keepdims=True)
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def softmax_update_grad_input(output, grad_output, grad_input):
     """output (n, c) saved by forward; grad_output (n, c); grad_input [OUT] (n, c)
     = output * (grad_output - sum(grad_output * output)) per row."""
@@ -57,7 +58,7 @@ def softmax_update_grad_input_numpy(output, grad_output, grad_input):
     grad_input *= output
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def log_softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row."""
     n, c = input.shape
@@ -82,7 +83,7 @@ def log_softmax_update_output_numpy(input, output):
     output -= log_total
 
 
-@kernel()
+@kernel(parallel_min=PARALLEL_MIN_EXP)
 def log_softmax_update_grad_input(output, grad_output, grad_input):
     """output (n, c) saved by forward; grad_output (n, c); grad_input [OUT] (n, c)
     = grad_output - exp(output) * sum(grad_output) per row."""

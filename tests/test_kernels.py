@@ -5,9 +5,10 @@ import pytest
 import nnjit.kernels as K
 from conftest import DTYPES, tolerance
 
-# (rows, columns): one row, odd sizes, a one-column batch, an empty batch, and sizes above
-# the parallel threshold so both the serial and the parallel variant run.
+# (rows, columns): one row, odd sizes, a one-column batch, an empty batch, and larger ones,
+# on which the parallel variant is checked too, whatever the size thresholds of _config.py.
 SHAPES = [(1, 7), (5, 13), (3, 1), (0, 4), (301, 257), (1, 40000)]
+PARALLEL_CHECKED = {(0, 4), (301, 257), (1, 40000)}
 
 
 def _probabilities(r, n, c, dt):
@@ -144,10 +145,18 @@ def test_every_kernel_has_a_numpy_twin_and_a_test():
 def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
     kernel = K.ALL_KERNELS[name]
     args = ARGS[name](np.random.default_rng(7), *shape, dtype)
+    variants = [kernel.numba]
+    if shape in PARALLEL_CHECKED and hasattr(kernel, "parallel"):
+        variants += [kernel.serial, kernel.parallel]
+    for variant in variants:
+        _check_against_twin(variant, kernel.numpy, args, dtype)
+
+
+def _check_against_twin(variant, twin, args, dtype):
     numba_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     numpy_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    numba_result = kernel.numba(*numba_args)
-    numpy_result = kernel.numpy(*numpy_args)
+    numba_result = variant(*numba_args)
+    numpy_result = twin(*numpy_args)
     tol = tolerance(dtype)
     if numpy_result is not None:
         assert np.asarray(numba_result).dtype == dtype or isinstance(numba_result, float)
