@@ -19,6 +19,7 @@ from .module import Criterion, Module
 from .normalization import BatchNormalization, ChannelwiseScaling
 from .optim import adam_optimizer, sgd_momentum
 from .reshape import Flatten
+from .serialize import load, save
 from .softmax import LogSoftMax, SoftMax
 from .warmup import warmup
 
@@ -30,5 +31,5 @@ __all__ = [
     "Linear", "SoftMax", "LogSoftMax", "BatchNormalization", "ChannelwiseScaling", "Dropout",
     "ReLU", "LeakyReLU", "ELU", "SoftPlus", "Flatten",
     "MSECriterion", "ClassNLLCriterion", "ClassNLLCriterionUnstable", "CrossEntropyCriterion",
-    "sgd_momentum", "adam_optimizer",
+    "sgd_momentum", "adam_optimizer", "save", "load",
 ]

@@ -1,11 +1,17 @@
-"""``python -m nnjit bench ...``"""
+"""``python -m nnjit {bench,train} ...`` (also installed as the ``nnjit`` command)."""
 import sys
 
-from .bench import main as bench_main
 
-COMMANDS = {"bench": bench_main}
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"bench": "nnjit.bench", "train": "nnjit.train"}
+    if not argv or argv[0] not in commands:
+        raise SystemExit(f"usage: python -m nnjit {{{','.join(commands)}}} [options]\n"
+                         "  train  train an MLP on handwritten digits (see train --help)\n"
+                         "  bench  time the numba, numpy and torch paths of every op")
+    import importlib
+    importlib.import_module(commands[argv[0]]).main(argv[1:])
+
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
-        raise SystemExit(f"usage: python -m nnjit {{{','.join(COMMANDS)}}} [options]")
-    COMMANDS[sys.argv[1]](sys.argv[2:])
+    main()

@@ -37,6 +37,8 @@ class Linear(Module):
     gradW = _Parameter()
     gradb = _Parameter()
 
+    _state_names = ("W", "b")  # what nnjit.save writes
+
     def __init__(self, n_in, n_out, dtype=np.float32):
         super().__init__()
         n_in = _checks.positive_int(n_in, "Linear", "n_in")

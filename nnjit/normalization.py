@@ -87,6 +87,8 @@ class ChannelwiseScaling(Module):
     gradGamma = _Parameter()
     gradBeta = _Parameter()
 
+    _state_names = ("gamma", "beta")  # what nnjit.save writes
+
     def __init__(self, n_out, dtype=np.float32):
         super().__init__()
         n_out = _checks.positive_int(n_out, "ChannelwiseScaling", "n_out")

@@ -1,0 +1,297 @@
+"""``python -m nnjit train``: train an MLP on handwritten digits with the nnjit API.
+
+The default data are the 1797 8x8 digits that ship inside scikit-learn (no download), split
+80/20 into training and validation with a fixed seed; ``--data FOLDER`` trains on MNIST's
+four IDX files instead (train-* for training, t10k-* for validation).
+"""
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+
+import numba
+import numpy as np
+
+from . import _backend
+from .activations import ELU, LeakyReLU, ReLU, SoftPlus
+from .containers import Sequential
+from .criterions import ClassNLLCriterion
+from .dropout import Dropout
+from .idx import IDXError, load_mnist
+from .linear import Linear
+from .normalization import BatchNormalization, ChannelwiseScaling
+from .optim import adam_optimizer, sgd_momentum
+from .serialize import StateFileError, load, save
+from .softmax import LogSoftMax
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": SoftPlus}
+OPTIMIZERS = {"adam": adam_optimizer, "sgd_momentum": sgd_momentum}
+SPLIT_SEED = 0  # the digits' train/validation split does not move with --seed
+
+
+class TrainError(Exception):
+    """A problem with the command's input, reported as one line, without a traceback."""
+
+
+def load_digits_split(validation_fraction=0.2):
+    """scikit-learn's digits, pixels scaled to [0, 1], split with a fixed seed."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise TrainError("the default data are scikit-learn's digits: pip install 'nnjit[train]'"
+                         " (or give --data FOLDER with the MNIST IDX files)") from None
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(x))
+    n_val = int(round(len(x) * validation_fraction))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def build_model(n_in, n_classes, hidden, activation, batchnorm, dropout, dtype):
+    layers = []
+    for n_out in hidden:
+        layers.append(Linear(n_in, n_out, dtype=dtype))
+        if batchnorm:
+            layers += [BatchNormalization(0.9), ChannelwiseScaling(n_out, dtype=dtype)]
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(Dropout(dropout))
+        n_in = n_out
+    layers += [Linear(n_in, n_classes, dtype=dtype), LogSoftMax()]
+    return Sequential(*layers)
+
+
+def optimizer_config(args):
+    if args.optimizer == "adam":
+        return {"learning_rate": args.lr, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
+    return {"learning_rate": args.lr, "momentum": args.momentum}
+
+
+def evaluate(model, criterion, x, y, batch_size):
+    """(mean loss, accuracy) in evaluation mode."""
+    model.evaluate()
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+        out = model.forward(xb)
+        total_loss += criterion.forward(out, yb) * len(xb)
+        correct += int((out.argmax(axis=1) == yb).sum())
+    model.train()
+    return total_loss / len(x), correct / len(x)
+
+
+class Progress:
+    """A live bar on a terminal; nothing between epoch lines otherwise (CI, pipes)."""
+
+    def __init__(self, stream, epochs, batches):
+        self.stream, self.epochs, self.batches = stream, epochs, batches
+        self.live = stream.isatty()
+
+    def batch(self, epoch, done, loss):
+        if not self.live:
+            return
+        width = 24
+        filled = width * done // self.batches
+        self.stream.write(f"\repoch {epoch:>{len(str(self.epochs))}}/{self.epochs} "
+                          f"[{'#' * filled}{'.' * (width - filled)}] {done}/{self.batches} "
+                          f"loss {loss:.4f}")
+        self.stream.flush()
+
+    def epoch(self, line):
+        if self.live:
+            self.stream.write("\r\033[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def train(args, out=None):
+    """Run the command; returns the history (a dict of per-epoch lists)."""
+    out = out or sys.stdout
+    if args.data:
+        try:
+            x_train, y_train, x_val, y_val = load_mnist(args.data)
+        except (IDXError, FileNotFoundError) as exc:
+            raise TrainError(str(exc)) from None
+        source = f"MNIST IDX files in {args.data}"
+    else:
+        x_train, y_train, x_val, y_val = load_digits_split()
+        source = "scikit-learn's handwritten digits (8x8)"
+    dtype = np.dtype(args.dtype)
+    x_train, x_val = x_train.astype(dtype), x_val.astype(dtype)
+    n_classes = int(max(y_train.max(), y_val.max())) + 1
+
+    np.random.seed(args.seed)  # weights and dropout masks
+    model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
+                        args.batchnorm, args.dropout, dtype)
+    criterion = ClassNLLCriterion(log_input=True)
+    step, config = OPTIMIZERS[args.optimizer], optimizer_config(args)
+    state = {}
+    if args.load:
+        try:
+            state = load(args.load, model)
+        except (StateFileError, FileNotFoundError) as exc:
+            raise TrainError(str(exc)) from None
+        if state and args.optimizer == "adam" and "m" not in state \
+                or state and args.optimizer == "sgd_momentum" and "accumulated_grads" not in state:
+            raise TrainError(f"{args.load} holds the state of another optimizer than "
+                             f"{args.optimizer}")
+    print(f"data: {source}: {len(x_train)} training and {len(x_val)} validation samples, "
+          f"{n_classes} classes", file=out)
+    print(f"model: {model!r}", file=out)
+    print(f"backend {_backend.get_backend()}, {numba.get_num_threads()} threads, "
+          f"{dtype.name}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}, "
+          f"seed {args.seed}", file=out)
+
+    start = time.perf_counter()
+    _compile(model, criterion, x_train, y_train, x_val, args.batch_size, step, config)
+    print(f"kernels compiled in {time.perf_counter() - start:.1f} s", file=out)
+
+    history = {key: [] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
+    rng = np.random.default_rng(args.seed)
+    n_batches = math.ceil(len(x_train) / args.batch_size)
+    progress = Progress(out, args.epochs, n_batches)
+    began = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        epoch_start = time.perf_counter()
+        order = rng.permutation(len(x_train))
+        total_loss, correct = 0.0, 0
+        model.train()
+        for batch in range(n_batches):
+            index = order[batch * args.batch_size:(batch + 1) * args.batch_size]
+            xb, yb = x_train[index], y_train[index]
+            model.zeroGradParameters()
+            output = model.forward(xb)
+            loss = criterion.forward(output, yb)
+            model.backward(xb, criterion.backward(output, yb))
+            step(model.getParameters(), model.getGradParameters(), config, state)
+            total_loss += loss * len(index)
+            correct += int((output.argmax(axis=1) == yb).sum())
+            progress.batch(epoch, batch + 1, loss)
+        seconds = time.perf_counter() - epoch_start
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024)
+        history["train_loss"].append(total_loss / len(x_train))
+        history["train_accuracy"].append(correct / len(x_train))
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_accuracy)
+        progress.epoch(f"epoch {epoch:>{len(str(args.epochs))}}/{args.epochs}  "
+                       f"train loss {history['train_loss'][-1]:.4f}  val loss {val_loss:.4f}  "
+                       f"val accuracy {val_accuracy:.4f}  {len(x_train) / seconds:,.0f} samples/s  "
+                       f"{time.perf_counter() - began:.2f} s")
+    if args.epochs == 0:
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024)
+        history["val_loss"].append(val_loss)
+        history["val_accuracy"].append(val_accuracy)
+    print(f"final validation accuracy: {history['val_accuracy'][-1]:.4f} "
+          f"(training took {time.perf_counter() - began:.2f} s)", file=out)
+    if args.save:
+        save(args.save, model, state)
+        print(f"saved weights, statistics and optimizer state to {args.save}", file=out)
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"saved the curves to {args.plot}", file=out)
+    return history
+
+
+def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config):
+    """One training step and one validation pass on copies, with the real batch sizes, so the
+    kernel variants the run needs are compiled before the clock starts; the model, its
+    optimizer state and the random generators are left as they were."""
+    random_state = np.random.get_state()
+    model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
+    xb, yb = x_train[:batch_size], y_train[:batch_size]
+    output = model.forward(xb)
+    criterion.forward(output, yb)
+    model.backward(xb, criterion.backward(output, yb))
+    step(model.getParameters(), model.getGradParameters(), config, {})
+    model.evaluate()
+    model.forward(x_val[:1024])
+    np.random.set_state(random_state)
+
+
+def plot_history(history, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.arange(1, len(history["val_loss"]) + 1)
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    for axes, key, title in ((loss_axes, "loss", "loss (NLL)"), (accuracy_axes, "accuracy", "accuracy")):
+        if history[f"train_{key}"]:
+            axes.plot(epochs, history[f"train_{key}"], marker="o", label="train")
+        axes.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
+        axes.set_xlabel("epoch")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _probability(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m nnjit train", description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", metavar="FOLDER", help="MNIST IDX files (default: sklearn digits)")
+    p.add_argument("--hidden", type=_positive_int, nargs="*", default=[128],
+                   help="hidden layer sizes")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    p.add_argument("--batchnorm", action="store_true", help="BatchNormalization + scaling")
+    p.add_argument("--dropout", type=_probability, default=0.0, metavar="P")
+    p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--momentum", type=float, default=0.9, help="for sgd_momentum")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--backend", choices=list(_backend.BACKENDS), default=None,
+                   help="default: NNJIT_BACKEND or numba")
+    p.add_argument("--threads", type=_positive_int, help="numba threads (default: all)")
+    p.add_argument("--plot", metavar="FILE.png", help="save loss and accuracy curves")
+    p.add_argument("--save", metavar="FILE.npz", help="save weights and optimizer state")
+    p.add_argument("--load", metavar="FILE.npz", help="start from saved weights and state")
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.epochs < 0:
+        raise SystemExit("python -m nnjit train: --epochs must be 0 or more")
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SystemExit("python -m nnjit train: --plot needs matplotlib: "
+                             "pip install 'nnjit[plot]'") from None
+    for path in (args.save, args.plot):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):
+            raise SystemExit(f"python -m nnjit train: no folder {folder} for {path}")
+    if args.threads:
+        if args.threads > numba.config.NUMBA_NUM_THREADS:
+            raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
+                             f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
+        numba.set_num_threads(args.threads)
+    try:
+        with _backend.backend(args.backend or _backend.get_backend()):
+            train(args)
+    except TrainError as exc:
+        raise SystemExit(f"python -m nnjit train: {exc}") from None
