@@ -216,6 +216,7 @@ def plot_history(history, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     epochs = np.arange(1, len(history["val_loss"]) + 1)
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
@@ -224,6 +225,7 @@ def plot_history(history, path):
             axes.plot(epochs, history[f"train_{key}"], marker="o", label="train")
         axes.plot(epochs, history[f"val_{key}"], marker="o", label="validation")
         axes.set_xlabel("epoch")
+        axes.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         axes.set_title(title)
         axes.grid(alpha=0.3)
         axes.legend()
