@@ -13,7 +13,7 @@ import nnjit
 BATCHES = [16, 512, 3, 400]
 
 
-def _train(seed, steps=24):
+def _train(seed, steps=200):
     rng = np.random.default_rng(seed)
     model = nnjit.Sequential(nnjit.Linear(128, 96, dtype=np.float64), nnjit.BatchNormalization(0.9),
                              nnjit.LeakyReLU(), nnjit.Dropout(0.2, seed=seed),
@@ -53,7 +53,7 @@ def _run_threads(target, count):
 
 
 def test_threading_layer_is_thread_safe():
-    nnjit.ReLU().forward(np.ones(10**5))  # the first parallel launch picks the layer
+    nnjit.ReLU().forward(np.ones(10**6))  # the first parallel launch picks the layer
     assert numba.threading_layer() in ("tbb", "omp")
 
 
