@@ -3,18 +3,83 @@ accGradParameters) and Criterion (forward/backward of a loss).
 
 Modules own their ``output`` and ``gradInput`` buffers and reuse them from call to call, as in
 Torch7: copy an output you want to keep before the next forward of the same module.
+What a call writes (outputs, buffers, what backward needs from forward) is kept per thread,
+so one model can be evaluated from several threads at once, each getting its own result.
 """
+import threading
+
 import numpy as np
 
 from . import _checks
 
 
-class Module:
+class _CallState(threading.local):
+    """Per-thread attributes of a module, None until the thread first sets them."""
+    output = None
+    gradInput = None
+    _row_loss = None
+    _weight_buffer = None
+    _save_mean = None
+    _save_invstd = None
+    _forward_input = None
+    _forward_training = None
+    _mask_seed = None
+    _mask_shape = None
+
+
+_PER_CALL = frozenset(name for name in vars(_CallState) if not name.startswith("__"))
+_CREATE_LOCK = threading.Lock()
+
+
+def _calls(module):
+    calls = module.__dict__.get("_call_state")
+    if calls is None:  # a subclass that skipped __init__: create it once, under a lock
+        with _CREATE_LOCK:
+            calls = module.__dict__.setdefault("_call_state", _CallState())
+    return calls
+
+
+def _per_thread(name):
+    """A property kept in the module's _CallState (a property, not __getattr__/__setattr__
+    hooks: those doubled the Python cost of a small training step)."""
+    def get(self):
+        try:
+            return getattr(self.__dict__["_call_state"], name)
+        except KeyError:
+            return getattr(_calls(self), name)
+
+    def set(self, value):
+        try:
+            setattr(self.__dict__["_call_state"], name, value)
+        except KeyError:
+            setattr(_calls(self), name, value)
+    return property(get, set)
+
+
+class _PerThreadCalls:
+    """The attributes of _CallState, per thread (the properties are added below)."""
+
+    def __getstate__(self):
+        """Copies and pickles carry the calling thread's call state as plain values."""
+        state = {k: v for k, v in self.__dict__.items() if k != "_call_state"}
+        state.update({name: getattr(_calls(self), name) for name in _PER_CALL})
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__["_call_state"] = _CallState()
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+for _name in _PER_CALL:
+    setattr(_PerThreadCalls, _name, _per_thread(_name))
+
+
+class Module(_PerThreadCalls):
     """A layer: ``output = forward(input)``, ``gradInput = backward(input, gradOutput)``."""
 
     def __init__(self):
-        self.output = None
-        self.gradInput = None
+        self.__dict__["_call_state"] = _CallState()
         self.training = True
 
     def forward(self, input):
@@ -24,9 +89,9 @@ class Module:
     def backward(self, input, gradOutput):
         """Gradient with respect to ``input`` (returned and stored in ``gradInput``), and
         accumulation of the parameter gradients. ``input`` is the one given to forward."""
-        self.updateGradInput(input, gradOutput)
+        grad_input = self.updateGradInput(input, gradOutput)
         self.accGradParameters(input, gradOutput)
-        return self.gradInput
+        return self.gradInput if grad_input is None else grad_input
 
     def updateOutput(self, input):
         raise NotImplementedError(f"{type(self).__name__} does not implement updateOutput")
@@ -67,22 +132,23 @@ class Module:
         return self._name
 
     # helpers for subclasses -------------------------------------------------------------
+    # (the call state is fetched once: these run on every call)
     def _output_buffer(self, shape, dtype, input):
-        self.output = _checks.buffer(self.output, shape, dtype, avoid=input)
-        return self.output
+        calls = _calls(self)
+        calls.output = out = _checks.buffer(calls.output, shape, dtype, avoid=input)
+        return out
 
     def _grad_input_buffer(self, shape, dtype, grad_output):
-        self.gradInput = _checks.buffer(self.gradInput, shape, dtype, avoid=grad_output)
-        return self.gradInput
+        calls = _calls(self)
+        calls.gradInput = grad = _checks.buffer(calls.gradInput, shape, dtype, avoid=grad_output)
+        return grad
 
 
-class Criterion:
+class Criterion(_PerThreadCalls):
     """A loss: ``loss = forward(input, target)``, ``gradInput = backward(input, target)``."""
 
     def __init__(self):
-        self.output = None
-        self.gradInput = None
-        self._row_loss = None
+        self.__dict__["_call_state"] = _CallState()
 
     def forward(self, input, target):
         """Compute, store in ``output`` and return the loss (a scalar of the input's dtype)."""
@@ -113,13 +179,16 @@ class Criterion:
         return x
 
     def _row_loss_buffer(self, n, dtype):
-        self._row_loss = _checks.buffer(self._row_loss, (n,), dtype)
-        return self._row_loss
+        calls = _calls(self)
+        calls._row_loss = rows = _checks.buffer(calls._row_loss, (n,), dtype)
+        return rows
 
     def _grad_input_buffer(self, shape, dtype):
-        self.gradInput = _checks.buffer(self.gradInput, shape, dtype)
-        return self.gradInput
+        calls = _calls(self)
+        calls.gradInput = grad = _checks.buffer(calls.gradInput, shape, dtype)
+        return grad
 
     def _store_loss(self, loss, dtype):
-        self.output = dtype.type(loss)
-        return self.output
+        calls = _calls(self)
+        calls.output = value = dtype.type(loss)
+        return value

@@ -67,25 +67,33 @@ def test_eight_threads_training_their_own_models_match_solo_runs():
 
 
 def test_one_shared_model_evaluated_from_several_threads():
+    """No lock: what a call writes (outputs, buffers) is per thread, so every thread gets its
+    own, right result, and the model's weights are only read."""
     rng = np.random.default_rng(0)
-    model = nnjit.Sequential(nnjit.Linear(64, 32), nnjit.ELU(), nnjit.Linear(32, 5),
-                             nnjit.SoftMax()).evaluate()
-    inputs = [rng.standard_normal((300 + 50 * i, 64)).astype(np.float32) for i in range(4)]
+    model = nnjit.Sequential(nnjit.Linear(64, 32), nnjit.BatchNormalization(0.9), nnjit.ELU(),
+                             nnjit.Dropout(0.3), nnjit.Linear(32, 5), nnjit.SoftMax())
+    model.forward(rng.standard_normal((50, 64)).astype(np.float32))  # batch-norm statistics
+    model.evaluate()
+    inputs = [rng.standard_normal((3 + 600 * (i % 2) + i, 64)).astype(np.float32)
+              for i in range(6)]
     want = [model.forward(x).copy() for x in inputs]
-    lock = threading.Lock()
+    main_output = model.output
+    weights = [p.copy() for layer in model.getParameters() for p in layer]
 
     def evaluate(index):
-        # Modules own their output buffers, so a model shared between threads is called under
-        # a lock or copied per thread; the kernels underneath run concurrently regardless.
-        out = []
-        for _ in range(20):
-            with lock:
-                out.append(model.forward(inputs[index]).copy())
-        return out
+        outputs = []
+        for _ in range(200):
+            out = model.forward(inputs[index])
+            outputs.append(out.copy())
+            assert model.output is out  # this thread's own buffer
+        return outputs
 
-    for index, outputs in enumerate(_run_threads(evaluate, 4)):
+    for index, outputs in enumerate(_run_threads(evaluate, 6)):
         for out in outputs:
             np.testing.assert_array_equal(out, want[index])
+    assert model.output is main_output
+    assert all(np.array_equal(a, b) for a, b in
+               zip([p for layer in model.getParameters() for p in layer], weights))
 
 
 def test_workqueue_layer_is_guarded_instead_of_aborting():
