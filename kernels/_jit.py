@@ -124,6 +124,15 @@ def row_chunk(chunk, n_rows):
     return start, min(start + ROW_CHUNK, n_rows)
 
 
+@jit
+def add_rows(x, start, stop, acc):
+    """acc (c,) += rows start..stop of x (n, c), row after row (memory in order)."""
+    for i in range(start, stop):
+        row = x[i]
+        for j in range(acc.shape[0]):
+            acc[j] += row[j]
+
+
 def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 

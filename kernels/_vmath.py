@@ -199,13 +199,15 @@ def vexp(x):
     return np.exp(x)
 
 
-@overload(vexp, inline="always")
-def _vexp_overload(x):
-    if x == types.float32:
-        return lambda x: _vexp32(x)
-    if x == types.float64:
-        return lambda x: _vexp64(x)
-    return None
+def _overload_by_dtype(generic, for_float32, for_float64):
+    """Make ``generic`` (a plain NumPy function, used outside jitted code) call for_float32 or
+    for_float64 inside jitted code, inlined by Numba."""
+    @overload(generic, inline="always")
+    def _select(x):
+        return {types.float32: for_float32, types.float64: for_float64}.get(x)
+
+
+_overload_by_dtype(vexp, lambda x: _vexp32(x), lambda x: _vexp64(x))
 
 
 def vexpm1(x):
@@ -213,30 +215,20 @@ def vexpm1(x):
     return np.expm1(x)
 
 
-@overload(vexpm1, inline="always")
-def _vexpm1_overload(x):
-    # The series where exp(x) - 1 would cancel (|x| < ln 2); beyond, exp(x) - 1 is within 1 ulp.
-    if x == types.float32:
-        return lambda x: (_expm1_series32(x) if abs(x) < np.float32(0.6931472)
-                          else _vexp32(x) - np.float32(1))
-    if x == types.float64:
-        return lambda x: (_expm1_series64(x) if abs(x) < 0.6931471805599453
-                          else _vexp64(x) - 1.0)
-    return None
+# The series where exp(x) - 1 would cancel (|x| < ln 2); beyond, exp(x) - 1 is within 1 ulp.
+_overload_by_dtype(
+    vexpm1,
+    lambda x: (_expm1_series32(x) if abs(x) < np.float32(0.6931472) else _vexp32(x) - np.float32(1)),
+    lambda x: (_expm1_series64(x) if abs(x) < 0.6931471805599453 else _vexp64(x) - 1.0))
 
 
-def vlog1p_unit(y):
-    """log(1 + y) for y in [0, 1] (softplus's range), vectorizable."""
-    return np.log1p(y)
+def vlog1p_unit(x):
+    """log(1 + x) for x in [0, 1] (softplus's range), vectorizable."""
+    return np.log1p(x)
 
 
-@overload(vlog1p_unit, inline="always")
-def _vlog1p_unit_overload(y):
-    if y == types.float32:
-        return lambda y: _log1p_series32(_atanh_argument(y, np.float32(2)))
-    if y == types.float64:
-        return lambda y: _log1p_series64(_atanh_argument(y, 2.0))
-    return None
+_overload_by_dtype(vlog1p_unit, lambda x: _log1p_series32(_atanh_argument(x, np.float32(2))),
+                   lambda x: _log1p_series64(_atanh_argument(x, 2.0)))
 
 
 @_jit_exact
@@ -312,10 +304,4 @@ def _softplus64(x):
     return max(x, 0.0) + _log1p_series64(_atanh_argument(_vexp64(-abs(x)), 2.0))
 
 
-@overload(vsoftplus, inline="always")
-def _vsoftplus_overload(x):
-    if x == types.float32:
-        return lambda x: _softplus32(x)
-    if x == types.float64:
-        return lambda x: _softplus64(x)
-    return None
+_overload_by_dtype(vsoftplus, lambda x: _softplus32(x), lambda x: _softplus64(x))

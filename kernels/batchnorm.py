@@ -7,7 +7,7 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import jit, kernel, n_row_chunks, row_chunk
+from ._jit import add_rows, jit, kernel, n_row_chunks, row_chunk
 
 
 @jit
@@ -35,11 +35,7 @@ def batch_norm_update_output(input, output, moving_mean, moving_variance, save_m
         total = np.empty(c)
         for chunk in prange(chunks):
             start, stop = row_chunk(chunk, n)
-            acc = partial[chunk]
-            for i in range(start, stop):
-                row = input[i]
-                for j in range(c):
-                    acc[j] += row[j]
+            add_rows(input, start, stop, partial[chunk])
         _column_sums(partial, total)
         for j in range(c):
             save_mean[j] = total[j] / n

@@ -4,7 +4,7 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import composite, kernel, n_row_chunks, row_chunk
+from ._jit import add_rows, composite, kernel, n_row_chunks, row_chunk
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -29,11 +29,7 @@ def bias_acc_grad(grad_output, grad_bias):
     partial = np.zeros((chunks, c), grad_bias.dtype)
     for chunk in prange(chunks):
         start, stop = row_chunk(chunk, n)
-        acc = partial[chunk]
-        for i in range(start, stop):
-            row = grad_output[i]
-            for j in range(c):
-                acc[j] += row[j]
+        add_rows(grad_output, start, stop, partial[chunk])
     for chunk in range(chunks):  # a fixed order, whatever the thread count
         for j in range(c):
             grad_bias[j] += partial[chunk, j]
