@@ -222,6 +222,22 @@ _overload_by_dtype(
     lambda x: (_expm1_series64(x) if abs(x) < 0.6931471805599453 else _vexp64(x) - 1.0))
 
 
+def vexpm1_wide(x):
+    """expm1(x) as float64, for results rounded once to x's dtype by the caller. A float32 x
+    takes the float32 polynomials evaluated in float64: correctly rounded after that one
+    rounding nearly always, at about half the cost of the float64 polynomials."""
+    return np.expm1(np.float64(x))
+
+
+@_jit_poly
+def _expm1_float32_wide(x):
+    x = np.float64(x)
+    return _expm1_series32(x) if abs(x) < 0.6931471805599453 else _vexp32(x) - 1.0
+
+
+_overload_by_dtype(vexpm1_wide, lambda x: _expm1_float32_wide(x), lambda x: vexpm1(x))
+
+
 def vlog1p_unit(x):
     """log(1 + x) for x in [0, 1] (softplus's range), vectorizable."""
     return np.log1p(x)

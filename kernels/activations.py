@@ -9,7 +9,7 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
-from ._vmath import vexp, vexpm1, vsoftplus
+from ._vmath import vexp, vexpm1_wide, vsoftplus
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -75,8 +75,8 @@ def elu_update_output(input, output, alpha):
     alpha64 = np.float64(alpha)
     for k in prange(input.shape[0]):
         x = input[k]
-        # float64 inside, so float32 results are correctly rounded (within torch's error)
-        negative = input.dtype.type(alpha64 * vexpm1(np.float64(x)))
+        # wide inside and rounded once, so float32 results are within torch's error
+        negative = input.dtype.type(alpha64 * vexpm1_wide(x))
         output[k] = x if x > zero else negative
 
 
