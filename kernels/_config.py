@@ -11,7 +11,8 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # parallel variant, float32, 2 threads; the crossover is where the ratio passes 1):
 # exp-heavy kernels pay off from ~16k elements, the default class (dropout's hash, Adam)
 # from ~50k, streaming elementwise kernels (one read, one write) from ~130k, and batch
-# reductions (partial sums, then a serial combine) from ~260k.
+# reductions (partial sums, then a serial combine) from ~260k; batch norm, whose output pass
+# is elementwise, from the streaming threshold.
 PARALLEL_MIN_EXP = 16384
 PARALLEL_MIN_ELEMENTS = 65536
 PARALLEL_MIN_STREAMING = 131072
