@@ -133,6 +133,15 @@ def add_rows(x, start, stop, acc):
             acc[j] += row[j]
 
 
+@jit
+def add_partials(partial, out):
+    """out (c,) += partial (chunks, c) summed over chunks in chunk order: the batch reductions'
+    combine, in a fixed order so the result does not depend on the thread count."""
+    for chunk in range(partial.shape[0]):
+        for j in range(partial.shape[1]):
+            out[j] += partial[chunk, j]
+
+
 def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 

@@ -4,7 +4,7 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import add_rows, composite, kernel, n_row_chunks, row_chunk
+from ._jit import add_partials, add_rows, composite, kernel, n_row_chunks, row_chunk
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -30,9 +30,7 @@ def bias_acc_grad(grad_output, grad_bias):
     for chunk in prange(chunks):
         start, stop = row_chunk(chunk, n)
         add_rows(grad_output, start, stop, partial[chunk])
-    for chunk in range(chunks):  # a fixed order, whatever the thread count
-        for j in range(c):
-            grad_bias[j] += partial[chunk, j]
+    add_partials(partial, grad_bias)
 
 
 @bias_acc_grad.numpy_twin

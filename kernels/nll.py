@@ -17,6 +17,7 @@ from numba import prange
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import jit, kernel
 from ._vmath import nll_term, row_max, vexp
+from .softmax import row_softmax_into
 
 
 def _mean(row_loss):
@@ -220,21 +221,6 @@ def cross_entropy_labels_update_output_numpy(input, labels, row_loss):
     return _mean(row_loss)
 
 
-@jit
-def _row_softmax_into(x, i, out, scale):
-    """out[i] = scale * softmax(x[i]), with one exp per element (written, then rescaled)."""
-    c = x.shape[1]
-    top = row_max(x, i)
-    total = x.dtype.type(0)
-    for j in range(c):
-        e = vexp(x[i, j] - top)
-        out[i, j] = e
-        total += e
-    factor = scale / total
-    for j in range(c):
-        out[i, j] *= factor
-
-
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_labels_update_grad_input(input, labels, grad_input):
     """input (n, c) raw scores; labels (n,); grad_input [OUT] (n, c)
@@ -242,7 +228,7 @@ def cross_entropy_labels_update_grad_input(input, labels, grad_input):
     n = input.shape[0]
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
-        _row_softmax_into(input, i, grad_input, inv_n)
+        row_softmax_into(input, i, grad_input, inv_n)
         grad_input[i, labels[i]] -= inv_n
 
 
@@ -288,7 +274,7 @@ def cross_entropy_update_grad_input(input, target, grad_input):
         mass = input.dtype.type(0)
         for j in range(c):
             mass += target[i, j]
-        _row_softmax_into(input, i, grad_input, mass * inv_n)
+        row_softmax_into(input, i, grad_input, mass * inv_n)
         for j in range(c):
             grad_input[i, j] -= target[i, j] * inv_n
 

@@ -9,25 +9,32 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
-from ._jit import kernel
+from ._jit import jit, kernel
 from ._vmath import minus_both, row_max, vexp
+
+
+@jit
+def row_softmax_into(x, i, out, scale):
+    """out[i] = scale * softmax(x[i]), with one exp per element (written, then rescaled).
+    Softmax forward and the cross-entropy gradients share it."""
+    c = x.shape[1]
+    top = row_max(x, i)
+    total = x.dtype.type(0)
+    for j in range(c):
+        e = vexp(x[i, j] - top)
+        out[i, j] = e
+        total += e
+    factor = scale / total
+    for j in range(c):
+        out[i, j] *= factor
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row."""
-    n, c = input.shape
-    zero = input.dtype.type(0)
-    for i in prange(n):
-        top = row_max(input, i)
-        total = zero
-        for j in range(c):
-            e = vexp(input[i, j] - top)
-            output[i, j] = e
-            total += e
-        inv_total = input.dtype.type(1) / total
-        for j in range(c):
-            output[i, j] *= inv_total
+    one = input.dtype.type(1)
+    for i in prange(input.shape[0]):
+        row_softmax_into(input, i, output, one)
 
 
 @softmax_update_output.numpy_twin
