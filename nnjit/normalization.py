@@ -14,6 +14,7 @@ class BatchNormalization(Module):
     in torch). Computes in the input's dtype."""
 
     EPS = 1e-3
+    _state_names = ("moving_mean", "moving_variance")  # what nnjit.save writes
 
     def __init__(self, alpha=0.0):
         super().__init__()

@@ -14,7 +14,7 @@ import numpy as np
 
 from .containers import Sequential
 from .module import Module
-from .normalization import BatchNormalization
+from .optim import _flatten
 
 FORMAT = "nnjit-1"
 
@@ -25,27 +25,23 @@ class StateFileError(ValueError):
 
 def _module_arrays(module, path):
     """(key, owner, attribute name or parameter index, array or None) for each array the
-    module keeps: named attributes where the layer has them, else getParameters() order."""
+    module keeps: the attributes a layer names in ``_state_names`` (None for statistics not
+    created yet), else its getParameters() in order."""
     if isinstance(module, Sequential):
         for index, child in enumerate(module):
             yield from _module_arrays(child, f"{path}{index}." if path else f"{index}.")
         return
     where = f"model/{path.rstrip('.') or 'root'}"
-    if isinstance(module, BatchNormalization):
-        for name in ("moving_mean", "moving_variance"):
-            yield f"{where}/{name}", module, name, getattr(module, name)
     names = getattr(module, "_state_names", None)
-    parameters = module.getParameters()
     if names:
         for name in names:
             yield f"{where}/{name}", module, name, getattr(module, name)
     else:
-        for index, array in enumerate(parameters):
+        for index, array in enumerate(module.getParameters()):
             yield f"{where}/param{index}", module, index, array
 
 
 def _flat_parameters(model):
-    from .optim import _flatten
     return list(_flatten(model.getParameters()))
 
 
