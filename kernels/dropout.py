@@ -49,11 +49,13 @@ def dropout_update_output(input, output, threshold, scale, seed):
         output[k] = zero if _mask_bits(seed, k) < threshold else input[k] * scale
 
 
-@dropout_update_output.numpy_twin
-def dropout_update_output_numpy(input, output, threshold, scale, seed):
+def _dropout_numpy(input, output, threshold, scale, seed):
     keep = _mask_bits_numpy(seed, input.shape[0]) >= threshold
     np.multiply(input, keep, out=output)
     output *= scale
+
+
+dropout_update_output.numpy_twin(_dropout_numpy)
 
 
 @kernel()
@@ -65,6 +67,6 @@ def dropout_update_grad_input(grad_output, grad_input, threshold, scale, seed):
         grad_input[k] = zero if _mask_bits(seed, k) < threshold else grad_output[k] * scale
 
 
-@dropout_update_grad_input.numpy_twin
-def dropout_update_grad_input_numpy(grad_output, grad_input, threshold, scale, seed):
-    dropout_update_output_numpy(grad_output, grad_input, threshold, scale, seed)
+# Not a call of dropout_update_output: that Kernel follows the backend in force, and the
+# NumPy twin must stay NumPy (it once ran the Numba kernel under the numba backend).
+dropout_update_grad_input.numpy_twin(_dropout_numpy)
