@@ -9,7 +9,7 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
-from ._vmath import vexp, vexpm1_wide, vsoftplus
+from ._vmath import vexp_nonpositive, vexpm1_wide, vsoftplus
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -94,7 +94,7 @@ def elu_update_grad_input(input, grad_output, grad_input, alpha):
     for k in prange(input.shape[0]):
         x = input[k]
         g = grad_output[k]
-        grad_input[k] = g if x > zero else g * alpha * vexp(x)
+        grad_input[k] = g if x > zero else g * alpha * vexp_nonpositive(x)
 
 
 @elu_update_grad_input.numpy_twin
@@ -124,7 +124,7 @@ def softplus_update_grad_input(input, grad_output, grad_input):
     zero = input.dtype.type(0)
     for k in prange(input.shape[0]):
         x = input[k]
-        e = vexp(-abs(x))
+        e = vexp_nonpositive(-abs(x))
         sigmoid = one / (one + e) if x >= zero else e / (one + e)
         grad_input[k] = grad_output[k] * sigmoid
 

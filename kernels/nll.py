@@ -16,8 +16,7 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import jit, kernel
-from ._vmath import nll_term, row_max, vexp
-from .softmax import row_softmax_into
+from ._vmath import nll_term, row_max, vexp_nonpositive
 
 
 def _mean(row_loss):
@@ -179,111 +178,124 @@ def nll_log_update_grad_input_numpy(input, target, grad_input):
 
 
 # ---------------------------------------------------------------- cross-entropy
-# logsumexp(x) = top + log_total, kept as two numbers: a loss term is taken as
-# (top - x) + log_total, see nll_term.
+# Forward keeps each row's maximum and sum(exp(x - max)) ([BUFFER]s row_top (n,) of the
+# input's dtype, row_total (n,) float64); backward takes them, so the gradient costs one pass
+# over the row (exp, scale, write) instead of three (maximum, exp and sum, rescale), as
+# Torch7's CrossEntropyCriterion reuses its LogSoftMax output.
+# logsumexp(x) = top + log(total), kept as two numbers: a loss term is taken as
+# (top - x) + log(total), see nll_term.
 @jit
-def _row_top_log_total(x, i):
-    """(max of row i, log of sum(exp(row - max))); the sum and its log in float64, so a
-    float32 loss is rounded once, at the end."""
+def _row_top_total(x, i):
+    """(max of row i, sum(exp(row - max))), the sum in float64, so a float32 loss is
+    rounded once, at the end."""
     top = row_max(x, i)
     total = 0.0
     for j in range(x.shape[1]):
-        total += np.float64(vexp(x[i, j] - top))
-    return top, np.log(total)
+        total += np.float64(vexp_nonpositive(x[i, j] - top))
+    return top, total
 
 
-def _top_log_total_numpy(x):
-    top = x.max(axis=1, keepdims=True)
-    return top, np.log(np.exp(x - top).sum(axis=1, keepdims=True))
+def _top_total_numpy(x, row_top, row_total):
+    """Fills row_top and row_total; returns top (n, 1) and log_total (n, 1)."""
+    x.max(axis=1, out=row_top)
+    top = row_top[:, None]
+    np.sum(np.exp(x - top), axis=1, out=row_total)
+    return top, np.log(row_total)[:, None]
 
 
-def _log_softmax_numpy(x):
-    top, log_total = _top_log_total_numpy(x)
-    return (x - top) - log_total
+def _scaled_softmax_numpy(x, row_top, row_total, scale, out):
+    """out = scale * softmax(x), scale (n, 1) or a number."""
+    np.subtract(x, row_top[:, None], out=out)
+    np.exp(out, out=out)
+    out *= (scale / row_total[:, None]).astype(x.dtype)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_labels_update_output(input, labels, row_loss):
-    """input (n, c) raw scores; labels (n,) int64 in [0, c); row_loss [BUFFER] (n,).
-    Returns the mean of logsumexp(x) - x[label]."""
+def cross_entropy_labels_update_output(input, labels, row_loss, row_top, row_total):
+    """input (n, c) raw scores; labels (n,) int64 in [0, c); row_loss, row_top,
+    row_total [BUFFER] (n,) (see above). Returns the mean of logsumexp(x) - x[label]."""
     for i in prange(input.shape[0]):
-        top, log_total = _row_top_log_total(input, i)
-        row_loss[i] = nll_term(np.float64(input[i, labels[i]]), np.float64(top), log_total)
+        top, total = _row_top_total(input, i)
+        row_top[i], row_total[i] = top, total
+        row_loss[i] = nll_term(np.float64(input[i, labels[i]]), np.float64(top), np.log(total))
     return _mean_jit(row_loss)
 
 
 @cross_entropy_labels_update_output.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_labels_update_output_numpy(input, labels, row_loss):
-    top, log_total = _top_log_total_numpy(input)
+def cross_entropy_labels_update_output_numpy(input, labels, row_loss, row_top, row_total):
+    top, log_total = _top_total_numpy(input, row_top, row_total)
     picked = input[np.arange(input.shape[0]), labels]
     np.add(top[:, 0] - picked, log_total[:, 0], out=row_loss)
     return _mean(row_loss)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_labels_update_grad_input(input, labels, grad_input):
-    """input (n, c) raw scores; labels (n,); grad_input [OUT] (n, c)
-    = (softmax(input) - onehot(labels)) / n."""
-    n = input.shape[0]
+def cross_entropy_labels_update_grad_input(input, labels, row_top, row_total, grad_input):
+    """input (n, c) raw scores; labels (n,); row_top, row_total (n,) from the forward of this
+    input; grad_input [OUT] (n, c) = (softmax(input) - onehot(labels)) / n."""
+    n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
-        row_softmax_into(input, i, grad_input, inv_n)
+        top, factor = row_top[i], input.dtype.type(np.float64(inv_n) / row_total[i])
+        for j in range(c):
+            grad_input[i, j] = vexp_nonpositive(input[i, j] - top) * factor
         grad_input[i, labels[i]] -= inv_n
 
 
 @cross_entropy_labels_update_grad_input.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_labels_update_grad_input_numpy(input, labels, grad_input):
+def cross_entropy_labels_update_grad_input_numpy(input, labels, row_top, row_total, grad_input):
     n = input.shape[0]
-    np.exp(_log_softmax_numpy(input), out=grad_input)
-    grad_input[np.arange(n), labels] -= 1
-    grad_input /= n
+    inv_n = input.dtype.type(1) / input.dtype.type(max(n, 1))
+    _scaled_softmax_numpy(input, row_top, row_total, np.float64(inv_n), grad_input)
+    grad_input[np.arange(n), labels] -= inv_n
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_update_output(input, target, row_loss):
-    """input (n, c) raw scores; target (n, c); row_loss [BUFFER] (n,).
+def cross_entropy_update_output(input, target, row_loss, row_top, row_total):
+    """input (n, c) raw scores; target (n, c); row_loss, row_top, row_total [BUFFER] (n,).
     Returns the mean of sum(target * (logsumexp(x) - x))."""
     n, c = input.shape
     for i in prange(n):
-        top, log_total = _row_top_log_total(input, i)
-        top64, total = np.float64(top), 0.0
+        top, total = _row_top_total(input, i)
+        row_top[i], row_total[i] = top, total
+        top64, log_total, loss = np.float64(top), np.log(total), 0.0
         for j in range(c):
             if target[i, j] != 0:
-                total += target[i, j] * nll_term(np.float64(input[i, j]), top64, log_total)
-        row_loss[i] = total
+                loss += target[i, j] * nll_term(np.float64(input[i, j]), top64, log_total)
+        row_loss[i] = loss
     return _mean_jit(row_loss)
 
 
 @cross_entropy_update_output.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_update_output_numpy(input, target, row_loss):
-    terms = np.where(target != 0, -target * _log_softmax_numpy(input), 0)
+def cross_entropy_update_output_numpy(input, target, row_loss, row_top, row_total):
+    top, log_total = _top_total_numpy(input, row_top, row_total)
+    terms = np.where(target != 0, -target * ((input - top) - log_total), 0)
     np.sum(terms, axis=1, out=row_loss)
     return _mean(row_loss)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_update_grad_input(input, target, grad_input):
-    """input (n, c) raw scores; target (n, c); grad_input [OUT] (n, c)
-    = (sum(target) * softmax(input) - target) / n per row."""
+def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_input):
+    """input (n, c) raw scores; target (n, c); row_top, row_total (n,) from the forward of
+    this input; grad_input [OUT] (n, c) = (sum(target) * softmax(input) - target) / n per row."""
     n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
         mass = input.dtype.type(0)
         for j in range(c):
             mass += target[i, j]
-        row_softmax_into(input, i, grad_input, mass * inv_n)
+        top, factor = row_top[i], input.dtype.type(np.float64(mass * inv_n) / row_total[i])
         for j in range(c):
-            grad_input[i, j] -= target[i, j] * inv_n
+            grad_input[i, j] = vexp_nonpositive(input[i, j] - top) * factor - target[i, j] * inv_n
 
 
 @cross_entropy_update_grad_input.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_update_grad_input_numpy(input, target, grad_input):
+def cross_entropy_update_grad_input_numpy(input, target, row_top, row_total, grad_input):
+    inv_n = input.dtype.type(1) / input.dtype.type(max(input.shape[0], 1))
     mass = target.sum(axis=1, keepdims=True)
-    np.exp(_log_softmax_numpy(input), out=grad_input)
-    grad_input *= mass
-    grad_input -= target
-    grad_input /= max(input.shape[0], 1)
+    _scaled_softmax_numpy(input, row_top, row_total, mass * np.float64(inv_n), grad_input)
+    grad_input -= target * inv_n

@@ -1,40 +1,33 @@
 """SoftMax and LogSoftMax over axis 1 of a (batch, features) array.
 
 Rows are independent, so the parallel variant splits rows among threads; every row is
-shifted by its maximum so exp never overflows. exp is ``vexp`` (see _vmath.py), which
-vectorizes. A row of all -inf has no maximum to shift by
+shifted by its maximum so exp never overflows. exp is ``vexp_nonpositive`` (see _vmath.py),
+which vectorizes. A row of all -inf has no maximum to shift by
 and gives NaN, as in torch.
 """
 import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
-from ._jit import jit, kernel
-from ._vmath import minus_both, row_max, vexp
-
-
-@jit
-def row_softmax_into(x, i, out, scale):
-    """out[i] = scale * softmax(x[i]), with one exp per element (written, then rescaled).
-    Softmax forward and the cross-entropy gradients share it."""
-    c = x.shape[1]
-    top = row_max(x, i)
-    total = x.dtype.type(0)
-    for j in range(c):
-        e = vexp(x[i, j] - top)
-        out[i, j] = e
-        total += e
-    factor = scale / total
-    for j in range(c):
-        out[i, j] *= factor
+from ._jit import kernel
+from ._vmath import minus_both, row_max, vexp_nonpositive
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def softmax_update_output(input, output):
-    """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row."""
-    one = input.dtype.type(1)
-    for i in prange(input.shape[0]):
-        row_softmax_into(input, i, output, one)
+    """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row,
+    with one exp per element (written, then rescaled)."""
+    n, c = input.shape
+    for i in prange(n):
+        top = row_max(input, i)
+        total = input.dtype.type(0)
+        for j in range(c):
+            e = vexp_nonpositive(input[i, j] - top)
+            output[i, j] = e
+            total += e
+        factor = input.dtype.type(1) / total
+        for j in range(c):
+            output[i, j] *= factor
 
 
 @softmax_update_output.numpy_twin
@@ -73,7 +66,7 @@ def log_softmax_update_output(input, output):
         top = row_max(input, i)
         total = input.dtype.type(0)
         for j in range(c):
-            total += vexp(input[i, j] - top)
+            total += vexp_nonpositive(input[i, j] - top)
         log_total = np.log(total)
         for j in range(c):
             output[i, j] = minus_both(input[i, j], top, log_total)
@@ -100,7 +93,7 @@ def log_softmax_update_grad_input(output, grad_output, grad_input):
         for j in range(c):
             total += grad_output[i, j]
         for j in range(c):
-            grad_input[i, j] = grad_output[i, j] - vexp(output[i, j]) * total
+            grad_input[i, j] = grad_output[i, j] - vexp_nonpositive(output[i, j]) * total
 
 
 @log_softmax_update_grad_input.numpy_twin

@@ -107,20 +107,28 @@ def _ops(torch):
                 torch and (lambda tp=t(logp), tl=t(labels), one=torch.ones((), dtype=t(x).dtype):
                            aten.nll_loss_backward(one, tp, tl, None, 1, -100, one)))
 
+    def row_statistics(x):
+        """Cross-entropy's per-row buffers (maximum, sum of exp), as its forward leaves them."""
+        return np.empty(len(x), x.dtype), np.empty(len(x))
+
     def cross_entropy_fwd(x, rng):
         labels = labels_of(x, rng)
-        return (*_pair(K.cross_entropy_labels_update_output, x, labels, np.empty(len(x), x.dtype)),
+        return (*_pair(K.cross_entropy_labels_update_output, x, labels, np.empty(len(x), x.dtype),
+                       *row_statistics(x)),
                 torch and (lambda tx=t(x), tl=t(labels): F.cross_entropy(tx, tl)))
 
     def cross_entropy_bwd(x, rng):
-        labels = labels_of(x, rng)
+        # backward reuses the row statistics of forward, as torch's reuses the log-softmax
+        labels, (top, total) = labels_of(x, rng), row_statistics(x)
+        K.cross_entropy_labels_update_output.numpy(x, labels, np.empty(len(x), x.dtype), top, total)
 
         def torch_call(tx=t(x), tl=t(labels), tp=t(log_probabilities(x)),
                        one=torch and torch.ones((), dtype=t(x).dtype)):
             # autograd's path: nll_loss backward, then log_softmax backward
             grad_logp = aten.nll_loss_backward(one, tp, tl, None, 1, -100, one)
             return torch._log_softmax_backward_data(grad_logp, tp, 1, tp.dtype)
-        return (*_pair(K.cross_entropy_labels_update_grad_input, x, labels, np.empty_like(x)),
+        return (*_pair(K.cross_entropy_labels_update_grad_input, x, labels, top, total,
+                       np.empty_like(x)),
                 torch and torch_call)
 
     def mse_fwd(x, rng):

@@ -4,7 +4,7 @@ import numpy as np
 
 from . import _checks
 from . import kernels as K
-from .module import Criterion
+from .module import Criterion, _calls
 
 
 class MSECriterion(Criterion):
@@ -125,7 +125,32 @@ class ClassNLLCriterionUnstable(ClassNLLCriterion):
 
 
 class CrossEntropyCriterion(_ClassCriterion):
-    """LogSoftMax and ClassNLLCriterion(log_input=True) fused: takes raw scores."""
+    """LogSoftMax and ClassNLLCriterion(log_input=True) fused: takes raw scores.
+
+    Forward keeps each row's maximum and sum of exponentials, and backward of the same input
+    reuses them (one pass over the scores instead of three); backward of another input runs
+    forward first."""
 
     labels_kernels = (K.cross_entropy_labels_update_output, K.cross_entropy_labels_update_grad_input)
     dense_kernels = (K.cross_entropy_update_output, K.cross_entropy_update_grad_input)
+
+    def updateOutput(self, input, target):
+        x, t, (forward, _) = self._prepare(input, target)
+        calls = _calls(self)
+        n = x.shape[0]
+        calls._row_top = row_top = _checks.buffer(calls._row_top, (n,), x.dtype)
+        calls._row_total = row_total = _checks.buffer(calls._row_total, (n,), np.dtype(np.float64))
+        loss = forward(x, t, self._row_loss_buffer(n, x.dtype), row_top, row_total)
+        calls._forward_input = input
+        return self._store_loss(loss, x.dtype)
+
+    def updateGradInput(self, input, target):
+        x, t, (_, backward) = self._prepare(input, target)
+        calls = _calls(self)
+        row_top = calls._row_top
+        if input is not calls._forward_input or row_top is None or row_top.dtype != x.dtype \
+                or row_top.shape[0] != x.shape[0]:
+            self.updateOutput(input, target)
+        grad_input = self._grad_input_buffer(x.shape, x.dtype)
+        backward(x, t, calls._row_top, calls._row_total, grad_input)
+        return grad_input

@@ -18,6 +18,8 @@ class _CallState(threading.local):
     output = None
     gradInput = None
     _row_loss = None
+    _row_top = None
+    _row_total = None
     _weight_buffer = None
     _save_mean = None
     _save_invstd = None

@@ -43,9 +43,19 @@ def _log_softmax_reference(x):
 LABELS = np.random.default_rng(3).integers(0, 300, 64)
 
 
-def _run(kernel, x, out_shape=None, labels=None):
-    out = np.empty(out_shape or x.shape, x.dtype)
-    return out, (kernel(x, out) if labels is None else kernel(x, labels, out))
+def _run(kernel, x):
+    out = np.empty_like(x)
+    return out, kernel(x, out)
+
+
+def _cross_entropy(x):
+    """(per-row losses, gradient) as CrossEntropyCriterion computes them: forward, then
+    backward with the row statistics forward kept."""
+    n = len(x)
+    rows, top, total, grad = np.empty(n, x.dtype), np.empty(n, x.dtype), np.empty(n), np.empty_like(x)
+    K.cross_entropy_labels_update_output.numba(x, LABELS, rows, top, total)
+    K.cross_entropy_labels_update_grad_input.numba(x, LABELS, top, total, grad)
+    return rows, grad
 
 
 def _elu(x):
@@ -63,11 +73,11 @@ OPS = {
                     _log_softmax_reference,
                     lambda t: torch.log_softmax(t, 1)),
     "cross_entropy_rows": (
-        lambda x: _run(K.cross_entropy_labels_update_output.numba, x, (len(x),), LABELS)[0],
+        lambda x: _cross_entropy(x)[0],
         lambda x: -_log_softmax_reference(x)[np.arange(len(x)), LABELS],
         lambda t: F.cross_entropy(t, torch.from_numpy(LABELS), reduction="none")),
     "cross_entropy_grad": (
-        lambda x: _run(K.cross_entropy_labels_update_grad_input.numba, x, None, LABELS)[0] * len(x),
+        lambda x: _cross_entropy(x)[1] * len(x),
         lambda x: np.exp(_log_softmax_reference(x)) - np.eye(x.shape[1])[LABELS],
         lambda t: torch.softmax(t, 1) - F.one_hot(torch.from_numpy(LABELS), t.shape[1]).to(t.dtype)),
     "elu": (lambda x: _elu(x),

@@ -41,6 +41,13 @@ def _flat(r, n, c, dt):
     return x
 
 
+def _with_row_statistics(x, target, grad_input):
+    """Cross-entropy backward's arguments: the row maxima and sums of exp its forward keeps."""
+    top = x.max(axis=1, initial=-np.inf)
+    total = np.exp(x.astype(np.float64) - top[:, None]).sum(axis=1)
+    return [x, target, top, total, grad_input]
+
+
 def _empty(n, c, dt):
     return np.full((n, c), np.nan, dtype=dt)
 
@@ -73,13 +80,13 @@ ARGS = {
     "nll_log_update_grad_input": lambda r, n, c, dt: [
         _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)],
     "cross_entropy_labels_update_output": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt)],
-    "cross_entropy_labels_update_grad_input": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)],
+        _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
+    "cross_entropy_labels_update_grad_input": lambda r, n, c, dt: _with_row_statistics(
+        _x(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)),
     "cross_entropy_update_output": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt)],
-    "cross_entropy_update_grad_input": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)],
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
+    "cross_entropy_update_grad_input": lambda r, n, c, dt: _with_row_statistics(
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)),
     "mse_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _x(r, n, c, dt), np.empty(n, dt)],
     "mse_update_grad_input": lambda r, n, c, dt: [
         _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
@@ -177,3 +184,49 @@ def test_dropout_twins_drop_exactly_the_same_elements(name):
     kernel.numpy(*b)
     np.testing.assert_array_equal(a[1] == 0, b[1] == 0)
     np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, variant):
+    """The row maximum they shift by is unspecified for a row with NaN (kernels/_vmath.py);
+    the results must not be: NaN over that row, wherever the NaN sits, other rows exact."""
+    r = np.random.default_rng(5)
+    n, c = 40, 1000
+    x = _x(r, n, c, dtype)
+    nan_at = {3: 0, 7: 1, 11: 17, 20: 500, 39: 999}
+    for row, column in nan_at.items():
+        x[row, column] = np.nan
+    x[30, :] = np.nan
+    nan_rows = sorted(nan_at) + [30]
+    clean = np.setdiff1d(np.arange(n), nan_rows)
+    labels = _labels(r, n, c)
+    top, total = np.empty(n, dtype), np.empty(n)
+    row_loss, grad = np.empty(n, dtype), np.empty((n, c), dtype)
+    getattr(K.cross_entropy_labels_update_output, variant)(x, labels, row_loss, top, total)
+    getattr(K.cross_entropy_labels_update_grad_input, variant)(x, labels, top, total, grad)
+    results = {"cross_entropy rows": row_loss[:, None], "cross_entropy grad": grad}
+    for name in ["softmax_update_output", "log_softmax_update_output"]:
+        results[name] = np.empty_like(x)
+        getattr(K.ALL_KERNELS[name], variant)(x, results[name])
+    reference = {"cross_entropy rows": np.empty(n, dtype)[:, None], "cross_entropy grad": np.empty_like(x),
+                 "softmax_update_output": np.empty_like(x), "log_softmax_update_output": np.empty_like(x)}
+    ref_top, ref_total = np.empty(n, dtype), np.empty(n)
+    K.cross_entropy_labels_update_output.numpy(x, labels, reference["cross_entropy rows"][:, 0], ref_top, ref_total)
+    K.cross_entropy_labels_update_grad_input.numpy(x, labels, ref_top, ref_total, reference["cross_entropy grad"])
+    K.softmax_update_output.numpy(x, reference["softmax_update_output"])
+    K.log_softmax_update_output.numpy(x, reference["log_softmax_update_output"])
+    for name, result in results.items():
+        assert np.isnan(result[nan_rows]).all(), name
+        np.testing.assert_allclose(result[clean], reference[name][clean], **tolerance(dtype), err_msg=name)
+
+
+def test_numpy_twins_never_run_numba_code(monkeypatch):
+    """A twin calling another Kernel would follow the backend in force (numba by default)."""
+    def refuse(*args):
+        raise AssertionError("a NumPy twin called a Numba kernel")
+    for kernel in K.ALL_KERNELS.values():
+        monkeypatch.setattr(kernel, "numba", refuse)
+    for name, make_args in ARGS.items():
+        for dtype in DTYPES:
+            K.ALL_KERNELS[name].numpy(*make_args(np.random.default_rng(1), 6, 5, dtype))

@@ -18,6 +18,18 @@ def _map_exp(x, out):
 
 
 @_jit
+def _map_exp_nonpositive(x, out):
+    for k in range(x.size):
+        out[k] = _vmath.vexp_nonpositive(x[k])
+
+
+@_jit
+def _map_expm1_wide(x, out):
+    for k in range(x.size):
+        out[k] = _vmath.vexpm1_wide(x[k])
+
+
+@_jit
 def _map_expm1(x, out):
     for k in range(x.size):
         out[k] = _vmath.vexpm1(x[k])
@@ -46,6 +58,12 @@ def _ulp_error(result, reference, dtype):
 
 def _apply(kernel, x):
     out = np.empty_like(x)
+    kernel(x, out)
+    return out
+
+
+def _apply_to_float64(kernel, x):
+    out = np.empty(x.shape, np.float64)
     kernel(x, out)
     return out
 
@@ -82,6 +100,43 @@ def test_exp_edges(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_exp_nonpositive_within_one_ulp_and_at_its_edges(dtype):
+    low = RANGES[dtype][0]
+    x = np.concatenate([np.linspace(low, 0, 400_001), np.linspace(-1, 0, 100_001),
+                        np.random.default_rng(1).uniform(low, 0, 100_000),
+                        np.linspace(0, 43, 10_001)]).astype(dtype)
+    errors = _ulp_error(_apply(_map_exp_nonpositive, x), np.exp(x.astype(np.longdouble)), dtype)
+    assert errors.max() < 1.0
+    info = np.finfo(dtype)
+    edges = np.array([-np.inf, np.nan, 0.0, -0.0, -1e4, 50.0, np.inf], dtype)
+    result = _apply(_map_exp_nonpositive, edges)
+    assert result[0] == 0 and np.isnan(result[1]) and result[2] == 1 and result[3] == 1
+    assert result[4] == 0
+    # past its domain it saturates at exp(43) instead of returning garbage bits
+    assert result[5] == result[6] == _apply(_map_exp_nonpositive, np.array([43.0], dtype))[0]
+    # subnormal results, and the last ones before 0, rounded as exp's
+    x = np.linspace(low - 20, low, 50_001).astype(dtype)
+    result = _apply(_map_exp_nonpositive, x)
+    expected = np.exp(x.astype(np.longdouble)).astype(dtype)
+    assert np.allclose(result, expected, rtol=0, atol=info.smallest_subnormal)
+    assert np.array_equal(result == 0, expected == 0)
+    assert np.array_equal(_apply(_map_exp_nonpositive, x), _apply(_map_exp, x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_expm1_wide_on_elus_side(dtype):
+    """float64 results that round to x's dtype within half an ulp plus a hair (ELU rounds
+    them once)."""
+    low = RANGES[dtype][0]
+    x = np.append(-np.geomspace(1e-30, -low, 300_000), [0.0, -0.0]).astype(dtype)
+    wide = _apply_to_float64(_map_expm1_wide, x)
+    errors = _ulp_error(wide, np.expm1(x.astype(np.longdouble)), dtype)
+    assert errors.max() < (0.51 if dtype == np.float32 else 1.0)
+    edges = _apply_to_float64(_map_expm1_wide, np.array([-np.inf, np.nan, -1e4], dtype))
+    assert edges[0] == -1 and np.isnan(edges[1]) and edges[2] == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_expm1_accurate_near_zero_and_elsewhere(dtype):
     low = RANGES[dtype][0]
     magnitudes = np.geomspace(1e-30, -low, 300_000)
@@ -103,14 +158,33 @@ def test_log1p_unit_interval(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("columns", [1, 7, 8, 9, 16, 1000])
+@pytest.mark.parametrize("columns", [1, 7, 8, 9, 16, 17, 1000])
 def test_row_max(dtype, columns):
     x = np.random.default_rng(columns).standard_normal((5, columns)).astype(dtype)
-    x[1, -1] = 50  # the maximum in the tail after the eight-wide blocks
+    x[1, -1] = 50  # the maximum last, in the tail after the vectorized blocks
     x[2, :] = -np.inf
-    x[3, 0] = np.nan  # ignored: the NaN reaches softmax's result through exp instead
-    x[4, :] = np.nan
+    x[3, 0] = np.inf
+    x[4, columns // 2] = -1e30
     out = np.empty(5, dtype)
     _row_maxima(x, out)
-    assert out[0] == x[0].max() and out[1] == 50 and out[2] == -np.inf
-    assert out[3] == (np.nanmax(x[3]) if columns > 1 else -np.inf) and out[4] == -np.inf
+    assert np.array_equal(out, x.max(axis=1))
+    assert _row_maxima_of(np.empty((3, 0), dtype)).tolist() == [-np.inf] * 3
+
+
+def _row_maxima_of(x):
+    out = np.empty(x.shape[0], x.dtype)
+    _row_maxima(x, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_of_a_row_with_nan_is_nan_or_the_largest_number(dtype):
+    """Unspecified for NaN rows (see row_max); never a value that is neither."""
+    x = np.random.default_rng(0).standard_normal((6, 1000)).astype(dtype)
+    for row, column in enumerate([0, 1, 15, 500, 999]):
+        x[row, column] = np.nan
+    x[5, :] = np.nan
+    out = _row_maxima_of(x)
+    for row in range(5):
+        assert np.isnan(out[row]) or out[row] == np.nanmax(x[row])
+    assert np.isnan(out[5]) or out[5] == -np.inf
