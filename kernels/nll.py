@@ -15,7 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
-from ._jit import jit, kernel
+from ._jit import jit, kernel, n_row_chunks, row_chunk
 from ._vmath import nll_term, row_max, vexp_nonpositive
 
 
@@ -48,14 +48,15 @@ def nll_prob_labels_update_output_numpy(input, labels, row_loss, eps):
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_prob_labels_update_grad_input(input, labels, grad_input, eps):
     """input (n, c) probabilities; labels (n,); grad_input [OUT] (n, c); eps clip bound."""
-    n, c = input.shape
+    n = input.shape[0]
     one = input.dtype.type(1)
     scale = -one / input.dtype.type(n)
-    for i in prange(n):
-        for j in range(c):
-            grad_input[i, j] = 0
-        p = min(max(input[i, labels[i]], eps), one - eps)
-        grad_input[i, labels[i]] = scale / p
+    for chunk in prange(n_row_chunks(n)):
+        start, stop = row_chunk(chunk, n)
+        grad_input[start:stop] = 0  # one memset per task: 15% faster than one per row
+        for i in range(start, stop):
+            p = min(max(input[i, labels[i]], eps), one - eps)
+            grad_input[i, labels[i]] = scale / p
 
 
 @nll_prob_labels_update_grad_input.numpy_twin
@@ -125,12 +126,13 @@ def nll_log_labels_update_output_numpy(input, labels, row_loss):
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_log_labels_update_grad_input(input, labels, grad_input):
     """input (n, c); labels (n,); grad_input [OUT] (n, c) = -onehot(labels) / n."""
-    n, c = input.shape
+    n = input.shape[0]
     scale = -input.dtype.type(1) / input.dtype.type(n)
-    for i in prange(n):
-        for j in range(c):
-            grad_input[i, j] = 0
-        grad_input[i, labels[i]] = scale
+    for chunk in prange(n_row_chunks(n)):
+        start, stop = row_chunk(chunk, n)
+        grad_input[start:stop] = 0
+        for i in range(start, stop):
+            grad_input[i, labels[i]] = scale
 
 
 @nll_log_labels_update_grad_input.numpy_twin
