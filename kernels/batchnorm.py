@@ -1,13 +1,43 @@
 """Batch normalization over axis 0 of a (batch, features) array, and channel-wise scaling.
 
 Statistics are per feature column: tasks of ROW_CHUNK whole rows write partial column sums,
-added in a fixed order (see row_chunk). Batch statistics accumulate in float64, as torch does.
+added in a fixed order (see row_chunk). Forward: each task finds its rows' mean and sum of
+squared deviations (see _chunk_mean_m2), combined in float64 by Chan et al.'s formula.
 """
 import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import add_partials, add_rows, kernel, n_row_chunks, row_chunk
+from ._jit import add_partials, jit, kernel, n_row_chunks, row_chunk
+
+
+@jit
+def _chunk_mean_m2(x, start, stop, total, center, mean, m2):
+    """mean (c,) and m2 (c,) [OUT], float64: the column means of rows start..stop of x and
+    their sums of squared deviations. Sums run in x's dtype (full SIMD width) over values
+    shifted by the chunk's first row, then by the chunk mean rounded to x's dtype, so a
+    constant column gives exactly its value and 0 (its normalized output is then 0, not
+    -1.5e-5 as with a plain float32 sum); total and center are scratch (c,) in x's dtype."""
+    c = x.shape[1]
+    first = x[start]
+    total[:] = 0
+    for i in range(start + 1, stop):
+        row = x[i]
+        for j in range(c):
+            total[j] += row[j] - first[j]
+    count = stop - start
+    for j in range(c):
+        mean[j] = np.float64(first[j]) + np.float64(total[j]) / count
+        center[j] = mean[j]
+        total[j] = 0
+    for i in range(start, stop):
+        row = x[i]
+        for j in range(c):
+            d = row[j] - center[j]
+            total[j] += d * d
+    for j in range(c):
+        offset = mean[j] - np.float64(center[j])  # the sums are about center, not the mean
+        m2[j] = max(np.float64(total[j]) - count * offset * offset, 0.0)
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)  # measured: pays off from ~130k-180k elements
@@ -22,32 +52,27 @@ def batch_norm_update_output(input, output, moving_mean, moving_variance, save_m
     dtype = input.dtype.type
     if training:
         chunks = n_row_chunks(n)
-        # float64 sums: a float32 mean of a constant column would miss the value and leave
-        # the normalized output nonzero
-        partial = np.zeros((chunks, c))
-        total = np.zeros(c)
+        chunk_mean, chunk_m2 = np.empty((chunks, c)), np.empty((chunks, c))
+        scratch = np.empty((chunks, 2, c), input.dtype)
         for chunk in prange(chunks):
             start, stop = row_chunk(chunk, n)
-            add_rows(input, start, stop, partial[chunk])
-        add_partials(partial, total)
-        for j in range(c):
-            save_mean[j] = total[j] / n
-        mean64 = total  # reused: the float64 mean, so deviations are taken in float64
-        for j in range(c):
-            mean64[j] = np.float64(save_mean[j])
-        partial[:] = 0.0
-        for chunk in prange(chunks):
+            _chunk_mean_m2(input, start, stop, scratch[chunk, 0], scratch[chunk, 1],
+                           chunk_mean[chunk], chunk_m2[chunk])
+        mean, variance = np.zeros(c), np.zeros(c)
+        for chunk in range(chunks):  # Chan et al.'s combine, in a fixed order
             start, stop = row_chunk(chunk, n)
-            acc = partial[chunk]
-            for i in range(start, stop):
-                row = input[i]
-                for j in range(c):
-                    d = np.float64(row[j]) - mean64[j]
-                    acc[j] += d * d
-        variance = np.zeros(c)
-        add_partials(partial, variance)
+            for j in range(c):
+                mean[j] += (stop - start) * chunk_mean[chunk, j]
+        for j in range(c):
+            mean[j] /= n
+        for chunk in range(chunks):
+            start, stop = row_chunk(chunk, n)
+            for j in range(c):
+                shift = chunk_mean[chunk, j] - mean[j]
+                variance[j] += chunk_m2[chunk, j] + (stop - start) * shift * shift
         for j in range(c):
             variance[j] /= n
+            save_mean[j] = mean[j]
             save_invstd[j] = 1.0 / np.sqrt(variance[j] + eps)
             moving_mean[j] = alpha * moving_mean[j] + (1 - alpha) * save_mean[j]
             moving_variance[j] = dtype(alpha * moving_variance[j] + (1 - alpha) * variance[j])
