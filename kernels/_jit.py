@@ -7,6 +7,7 @@ import sys
 import threading
 
 import numba
+import numpy as np
 
 from nnjit._backend import get_backend
 
@@ -131,6 +132,23 @@ def add_rows(x, start, stop, acc):
         row = x[i]
         for j in range(acc.shape[0]):
             acc[j] += row[j]
+
+
+# Allocations and serial combines of the parallel kernels live in these helpers: inside a
+# parallel=True body, np.zeros and slice assignments become parallel loops of their own, each
+# compiled separately (the batch-norm kernels' first call took 5 s).
+@jit
+def zeroed(rows, columns, like):
+    """np.zeros((rows, columns)) of like's dtype."""
+    return np.zeros((rows, columns), like.dtype)
+
+
+@jit
+def float64_column_sums(partial):
+    """partial (chunks, c) summed over chunks in chunk order, as a new float64 (c,) array."""
+    out = np.zeros(partial.shape[1])
+    add_partials(partial, out)
+    return out
 
 
 @jit

@@ -8,7 +8,8 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import add_partials, jit, kernel, n_row_chunks, row_chunk
+from ._jit import (add_partials, float64_column_sums, jit, kernel, n_row_chunks, row_chunk,
+                   zeroed)
 
 
 @jit
@@ -40,6 +41,28 @@ def _chunk_mean_m2(x, start, stop, total, center, mean, m2):
         m2[j] = max(np.float64(total[j]) - count * offset * offset, 0.0)
 
 
+@jit
+def _combine_chunks(chunk_mean, chunk_m2, n):
+    """(mean, biased variance) float64 (c,) of all rows from the tasks' (mean, M2): Chan et
+    al.'s combine, in a fixed order."""
+    chunks, c = chunk_mean.shape
+    mean, variance = np.zeros(c), np.zeros(c)
+    for chunk in range(chunks):
+        start, stop = row_chunk(chunk, n)
+        for j in range(c):
+            mean[j] += (stop - start) * chunk_mean[chunk, j]
+    for j in range(c):
+        mean[j] /= n
+    for chunk in range(chunks):
+        start, stop = row_chunk(chunk, n)
+        for j in range(c):
+            shift = chunk_mean[chunk, j] - mean[j]
+            variance[j] += chunk_m2[chunk, j] + (stop - start) * shift * shift
+    for j in range(c):
+        variance[j] /= n
+    return mean, variance
+
+
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)  # measured: pays off from ~130k-180k elements
 def batch_norm_update_output(input, output, moving_mean, moving_variance, save_mean,
                              save_invstd, alpha, eps, training):
@@ -58,20 +81,8 @@ def batch_norm_update_output(input, output, moving_mean, moving_variance, save_m
             start, stop = row_chunk(chunk, n)
             _chunk_mean_m2(input, start, stop, scratch[chunk, 0], scratch[chunk, 1],
                            chunk_mean[chunk], chunk_m2[chunk])
-        mean, variance = np.zeros(c), np.zeros(c)
-        for chunk in range(chunks):  # Chan et al.'s combine, in a fixed order
-            start, stop = row_chunk(chunk, n)
-            for j in range(c):
-                mean[j] += (stop - start) * chunk_mean[chunk, j]
+        mean, variance = _combine_chunks(chunk_mean, chunk_m2, n)
         for j in range(c):
-            mean[j] /= n
-        for chunk in range(chunks):
-            start, stop = row_chunk(chunk, n)
-            for j in range(c):
-                shift = chunk_mean[chunk, j] - mean[j]
-                variance[j] += chunk_m2[chunk, j] + (stop - start) * shift * shift
-        for j in range(c):
-            variance[j] /= n
             save_mean[j] = mean[j]
             save_invstd[j] = 1.0 / np.sqrt(variance[j] + eps)
             moving_mean[j] = alpha * moving_mean[j] + (1 - alpha) * save_mean[j]
@@ -114,8 +125,7 @@ def batch_norm_update_grad_input(input, grad_output, grad_input, save_mean, save
         chunks = n_row_chunks(n)
         # partial sums of 64 rows in the input's dtype (full SIMD width, no conversions),
         # combined across chunks in float64
-        partial_g = np.zeros((chunks, c), input.dtype)
-        partial_g_xhat = np.zeros((chunks, c), input.dtype)
+        partial_g, partial_g_xhat = zeroed(chunks, c, input), zeroed(chunks, c, input)
         for chunk in prange(chunks):
             start, stop = row_chunk(chunk, n)
             acc_g, acc_g_xhat = partial_g[chunk], partial_g_xhat[chunk]
@@ -124,9 +134,7 @@ def batch_norm_update_grad_input(input, grad_output, grad_input, save_mean, save
                 for j in range(c):
                     acc_g[j] += g[j]
                     acc_g_xhat[j] += g[j] * ((x[j] - save_mean[j]) * save_invstd[j])
-        mean_g, mean_g_xhat = np.zeros(c), np.zeros(c)
-        add_partials(partial_g, mean_g)
-        add_partials(partial_g_xhat, mean_g_xhat)
+        mean_g, mean_g_xhat = float64_column_sums(partial_g), float64_column_sums(partial_g_xhat)
         for j in range(c):
             mean_g[j] /= n
             mean_g_xhat[j] /= n
@@ -189,17 +197,17 @@ def channelwise_scaling_acc_grad_parameters(input, grad_output, grad_gamma, grad
     sum(grad_output * input) and sum(grad_output) over the batch."""
     n, c = input.shape
     chunks = n_row_chunks(n)
-    partial = np.zeros((2, chunks, c), grad_gamma.dtype)
+    partial_gamma, partial_beta = zeroed(chunks, c, grad_gamma), zeroed(chunks, c, grad_gamma)
     for chunk in prange(chunks):
         start, stop = row_chunk(chunk, n)
-        acc_gamma, acc_beta = partial[0, chunk], partial[1, chunk]
+        acc_gamma, acc_beta = partial_gamma[chunk], partial_beta[chunk]
         for i in range(start, stop):
             x, g = input[i], grad_output[i]
             for j in range(c):
                 acc_gamma[j] += g[j] * x[j]
                 acc_beta[j] += g[j]
-    add_partials(partial[0], grad_gamma)
-    add_partials(partial[1], grad_beta)
+    add_partials(partial_gamma, grad_gamma)
+    add_partials(partial_beta, grad_beta)
 
 
 @channelwise_scaling_acc_grad_parameters.numpy_twin

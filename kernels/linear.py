@@ -4,7 +4,7 @@ import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
-from ._jit import add_partials, add_rows, composite, kernel, n_row_chunks, row_chunk
+from ._jit import add_partials, add_rows, composite, kernel, n_row_chunks, row_chunk, zeroed
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -26,7 +26,7 @@ def bias_acc_grad(grad_output, grad_bias):
     """grad_bias [OUT] (c,) += the column sums of grad_output (n, c)."""
     n, c = grad_output.shape
     chunks = n_row_chunks(n)
-    partial = np.zeros((chunks, c), grad_bias.dtype)
+    partial = zeroed(chunks, c, grad_bias)
     for chunk in prange(chunks):
         start, stop = row_chunk(chunk, n)
         add_rows(grad_output, start, stop, partial[chunk])
