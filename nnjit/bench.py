@@ -266,16 +266,29 @@ def _ops(torch):
             "sgd_step": sgd_step, "adam_step": adam_step}
 
 
-def median_time(call, min_time=0.2, max_repeats=200):
-    """Median seconds of ``call`` after three warm-up calls (compilation included there)."""
-    for _ in range(3):
-        call()
-    times, start = [], time.perf_counter()
-    while len(times) < 5 or (time.perf_counter() - start < min_time and len(times) < max_repeats):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
+    """Median seconds of each of ``calls``, after three warm-up calls each (compilation
+    included there). The paths take turns in ``rounds`` stretches of min_time / rounds each,
+    so a burst of load on this shared machine slows more than one path. Each stretch starts
+    after a pause of 5 ms and two untimed calls: torch's OpenMP threads keep spinning for a
+    millisecond or two after an op, and Numba calls made meanwhile ran up to 1.6x slower."""
+    for call in calls:
+        for _ in range(3):
+            call()
+    times = [[] for _ in calls]
+    for _ in range(rounds):
+        for call, path_times in zip(calls, times):
+            time.sleep(0.005)
+            call()
+            call()
+            start, count = time.perf_counter(), 0
+            while count < 2 or (time.perf_counter() - start < min_time / rounds
+                                and count < max_repeats // rounds):
+                t0 = time.perf_counter()
+                call()
+                path_times.append(time.perf_counter() - t0)
+                count += 1
+    return [statistics.median(path_times) for path_times in times]
 
 
 def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min_time=0.2):
@@ -314,12 +327,14 @@ def _run(torch, ops, shapes, dtype, threads, progress, min_time):
             rng = np.random.default_rng(0)
             x = (rng.standard_normal(shape) * 3).astype(dtype)
             numba_call, numpy_call, torch_call = table[name](x, rng)
+            calls = {"numba_s": numba_call, "numpy_s": numpy_call}
+            if torch_call:
+                calls["torch_s"] = torch_call
+            if name in ARRAYS_MOVED:
+                calls["copy_s"] = _copy_call(x, ARRAYS_MOVED[name])
             row = {"op": name, "shape": list(shape), "dtype": dtype, "threads": threads,
-                   "numba_s": median_time(numba_call, min_time),
-                   "numpy_s": median_time(numpy_call, min_time),
-                   "torch_s": median_time(torch_call, min_time) if torch_call else None}
-            row["copy_s"] = _copy_time(x, ARRAYS_MOVED[name], min_time) \
-                if name in ARRAYS_MOVED else None
+                   "torch_s": None, "copy_s": None}
+            row.update(zip(calls, median_times(list(calls.values()), min_time)))
             row["numpy/numba"] = row["numpy_s"] / row["numba_s"]
             row["torch/numba"] = row["torch_s"] / row["numba_s"] if torch_call else None
             row["copy/numba"] = row["copy_s"] / row["numba_s"] if row["copy_s"] else None
@@ -329,11 +344,11 @@ def _run(torch, ops, shapes, dtype, threads, progress, min_time):
     return rows
 
 
-def _copy_time(x, arrays_moved, min_time):
-    """Median time of np.copyto moving arrays_moved/2 arrays of x's size (read plus write)."""
+def _copy_call(x, arrays_moved):
+    """np.copyto moving arrays_moved/2 arrays of x's size (read plus write)."""
     source = np.ones(int(x.size * arrays_moved / 2), x.dtype)
     target = np.empty_like(source)
-    return median_time(lambda: np.copyto(target, source), min_time)
+    return lambda: np.copyto(target, source)
 
 
 def format_table(rows):
