@@ -291,10 +291,12 @@ def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
     return [statistics.median(path_times) for path_times in times]
 
 
-def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min_time=0.2):
+def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min_time=0.2,
+        repeat=1):
     """Time each op at each shape; returns one dict per row. The thread counts of numba and
     torch are set equal for the run and restored afterwards. Progress goes to stderr.
-    ``min_time``: seconds of timed calls per path (at least 5 calls)."""
+    ``min_time``: seconds of timed calls per path (at least 6 calls). ``repeat``: sweeps
+    over the whole table; each time is the median over sweeps, which lie minutes apart."""
     progress = sys.stderr if progress else None
     torch = _torch()
     threads = threads or numba.config.NUMBA_NUM_THREADS
@@ -303,45 +305,56 @@ def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min
     if torch:
         torch.set_num_threads(threads)
     try:
-        return _run(torch, ops, shapes, dtype, threads, progress, min_time)
+        return _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat)
     finally:
         numba.set_num_threads(before[0])
         if torch:
             torch.set_num_threads(before[1])
 
 
-def _run(torch, ops, shapes, dtype, threads, progress, min_time):
+def _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat):
     table = _ops(torch)
     names = ops or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise SystemExit(f"nnjit bench: unknown ops {unknown}; choose from {sorted(table)}")
-    rows, shapes = [], shapes or DEFAULT_SHAPES
-    total, done = len(names) * len(shapes), 0
-    for name in names:
-        for shape in shapes:
-            done += 1
+    shapes = shapes or DEFAULT_SHAPES
+    keys = [(name, shape) for name in names for shape in shapes]
+    sweeps = {key: [] for key in keys}
+    total = len(keys) * repeat
+    for sweep in range(repeat):
+        for index, (name, shape) in enumerate(keys):
             if progress:
-                print(f"\r[{done}/{total}] {name} {shape[0]}x{shape[1]}   ", end="", file=progress,
-                      flush=True)
-            rng = np.random.default_rng(0)
-            x = (rng.standard_normal(shape) * 3).astype(dtype)
-            numba_call, numpy_call, torch_call = table[name](x, rng)
-            calls = {"numba_s": numba_call, "numpy_s": numpy_call}
-            if torch_call:
-                calls["torch_s"] = torch_call
-            if name in ARRAYS_MOVED:
-                calls["copy_s"] = _copy_call(x, ARRAYS_MOVED[name])
-            row = {"op": name, "shape": list(shape), "dtype": dtype, "threads": threads,
-                   "torch_s": None, "copy_s": None}
-            row.update(zip(calls, median_times(list(calls.values()), min_time)))
-            row["numpy/numba"] = row["numpy_s"] / row["numba_s"]
-            row["torch/numba"] = row["torch_s"] / row["numba_s"] if torch_call else None
-            row["copy/numba"] = row["copy_s"] / row["numba_s"] if row["copy_s"] else None
-            rows.append(row)
+                print(f"\r[{sweep * len(keys) + index + 1}/{total}] {name} "
+                      f"{shape[0]}x{shape[1]}   ", end="", file=progress, flush=True)
+            sweeps[name, shape].append(_time_op(table[name], name, shape, dtype, min_time))
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=progress)
+    rows = []
+    for (name, shape), measured in sweeps.items():
+        row = {"op": name, "shape": list(shape), "dtype": dtype, "threads": threads,
+               "repeat": repeat}
+        for path in ("numba_s", "numpy_s", "torch_s", "copy_s"):
+            values = [m[path] for m in measured if m.get(path) is not None]
+            row[path] = statistics.median(values) if values else None
+        row["numpy/numba"] = row["numpy_s"] / row["numba_s"]
+        row["torch/numba"] = row["torch_s"] / row["numba_s"] if row["torch_s"] else None
+        row["copy/numba"] = row["copy_s"] / row["numba_s"] if row["copy_s"] else None
+        rows.append(row)
     return rows
+
+
+def _time_op(builder, name, shape, dtype, min_time):
+    """{path: median seconds} of one op at one shape, on fresh arrays."""
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    numba_call, numpy_call, torch_call = builder(x, rng)
+    calls = {"numba_s": numba_call, "numpy_s": numpy_call}
+    if torch_call:
+        calls["torch_s"] = torch_call
+    if name in ARRAYS_MOVED:
+        calls["copy_s"] = _copy_call(x, ARRAYS_MOVED[name])
+    return dict(zip(calls, median_times(list(calls.values()), min_time)))
 
 
 def _copy_call(x, arrays_moved):
@@ -381,11 +394,16 @@ def main(argv=None):
     parser.add_argument("--shapes", nargs="+", type=_shape, help="e.g. 64x10 256x1000")
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, help="threads for numba and torch (default: all)")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="sweeps over the table; times are medians over them (default 1)")
     parser.add_argument("--json", metavar="FILE", help="also save the rows as JSON")
     args = parser.parse_args(argv)
-    rows = run(args.ops, args.shapes, args.dtype, args.threads)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be at least 1, got {args.repeat}")
+    rows = run(args.ops, args.shapes, args.dtype, args.threads, repeat=args.repeat)
     print(f"threads: numba {rows[0]['threads']}, torch {rows[0]['threads'] if _torch() else '-'}; "
-          f"dtype {args.dtype}; medians after warm-up")
+          f"dtype {args.dtype}; medians after warm-up"
+          + (f", over {args.repeat} sweeps" if args.repeat > 1 else ""))
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as out:

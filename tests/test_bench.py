@@ -26,6 +26,19 @@ def test_bench_rows_and_json(tmp_path, capsys):
     assert numba.get_num_threads() == threads  # restored
 
 
+def test_bench_repeat_takes_medians_over_sweeps(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    bench.main(["--ops", "relu_fwd", "--shapes", "8x5", "--threads", "1", "--repeat", "3",
+                "--json", str(out)])
+    printed = capsys.readouterr()
+    (row,) = json.loads(out.read_text())
+    assert row["repeat"] == 3 and row["numba_s"] > 0 and row["copy_s"] > 0
+    assert row["copy/numba"] == pytest.approx(row["copy_s"] / row["numba_s"])
+    assert "over 3 sweeps" in printed.out and "[3/3]" in printed.err
+    with pytest.raises(SystemExit):
+        bench.main(["--ops", "relu_fwd", "--repeat", "0"])
+
+
 def test_bench_refuses_bad_arguments():
     with pytest.raises(SystemExit, match="unknown ops"):
         bench.main(["--ops", "no_such_op", "--shapes", "2x2"])
