@@ -270,17 +270,19 @@ def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
     """Median seconds of each of ``calls``, after three warm-up calls each (compilation
     included there). The paths take turns in ``rounds`` stretches of min_time / rounds each,
     so a burst of load on this shared machine slows more than one path. Each stretch starts
-    after a pause of 5 ms and two untimed calls: torch's OpenMP threads keep spinning for a
-    millisecond or two after an op, and Numba calls made meanwhile ran up to 1.6x slower."""
+    with 3 ms of untimed calls (at least two): torch's OpenMP threads keep spinning for a
+    millisecond or two after an op, and Numba calls made meanwhile ran up to 1.6x slower. Not
+    a pause: after one, TBB's sleeping worker made later calls slower on this VM."""
     for call in calls:
         for _ in range(3):
             call()
     times = [[] for _ in calls]
     for _ in range(rounds):
         for call, path_times in zip(calls, times):
-            time.sleep(0.005)
-            call()
-            call()
+            settle_until, settled = time.perf_counter() + 0.003, 0
+            while settled < 2 or time.perf_counter() < settle_until:
+                call()
+                settled += 1
             start, count = time.perf_counter(), 0
             while count < 2 or (time.perf_counter() - start < min_time / rounds
                                 and count < max_repeats // rounds):
