@@ -217,3 +217,61 @@ def test_import_compiles_nothing_and_warmup_compiles_both_variants(rng):
         assert kernel.serial.signatures and kernel.parallel.signatures, name
     assert all(np.array_equal(a, m.W) for a, m in zip(before, (model[0], model[2])))
     assert model[0].output is None
+
+
+def _cross_entropy_gradient_reference(x, target):
+    x = x.astype(np.float64)
+    p = np.exp(x - x.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    if target.ndim == 1:
+        target = np.eye(x.shape[1])[target]
+    return (target.sum(axis=1, keepdims=True) * p - target) / len(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dense", [False, True])
+def test_cross_entropy_backward_uses_forward_statistics_only_for_the_same_input(dtype, dense, rng):
+    """Backward reuses the row maximum and sum of exp of the latest forward of the same input
+    object; any other input (no forward, another array, another dtype) gets forward first."""
+    def target_for(x):
+        labels = rng.integers(0, x.shape[1], len(x))
+        return np.eye(x.shape[1], dtype=dtype)[labels] * dtype(0.7) if dense else labels
+
+    tol = dict(rtol=2e-5, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-15)
+    criterion = nnjit.CrossEntropyCriterion()
+    a = (rng.standard_normal((300, 400)) * 4).astype(dtype)  # parallel variants (120k elements)
+    b = (rng.standard_normal((300, 400)) * 4).astype(dtype)
+    ta, tb = target_for(a), target_for(b)
+    np.testing.assert_allclose(criterion.backward(a, ta), _cross_entropy_gradient_reference(a, ta), **tol)
+    criterion.forward(a, ta)
+    np.testing.assert_allclose(criterion.backward(b, tb), _cross_entropy_gradient_reference(b, tb), **tol)
+    np.testing.assert_allclose(criterion.backward(a, ta), _cross_entropy_gradient_reference(a, ta), **tol)
+    small = a[:5].astype(np.float64 if dtype == np.float32 else np.float32)  # other shape and dtype
+    np.testing.assert_allclose(criterion.backward(small, ta[:5]),
+                               _cross_entropy_gradient_reference(small, ta[:5]), rtol=2e-5, atol=1e-7)
+    criterion.forward(b, tb)
+    with nnjit.backend("numpy"):  # statistics kept by the numba path serve the numpy path
+        np.testing.assert_allclose(criterion.backward(b, tb), _cross_entropy_gradient_reference(b, tb), **tol)
+
+
+def test_cross_entropy_statistics_are_per_thread(rng):
+    criterion = nnjit.CrossEntropyCriterion()
+    inputs = [(rng.standard_normal((64, 50)) * (k + 1)).astype(np.float32) for k in range(4)]
+    labels = [rng.integers(0, 50, 64) for _ in range(4)]
+    results, barrier = {}, threading.Barrier(4)
+
+    def worker(k):
+        for _ in range(50):
+            criterion.forward(inputs[k], labels[k])
+            barrier.wait()  # every thread's forward has run before any backward
+            results[k] = criterion.backward(inputs[k], labels[k]).copy()
+            barrier.wait()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        np.testing.assert_allclose(results[k], _cross_entropy_gradient_reference(inputs[k], labels[k]),
+                                   rtol=2e-5, atol=1e-7)
