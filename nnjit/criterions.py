@@ -129,7 +129,8 @@ class CrossEntropyCriterion(_ClassCriterion):
 
     Forward keeps each row's maximum and sum of exponentials, and backward of the same input
     reuses them (one pass over the scores instead of three); backward of another input runs
-    forward first."""
+    forward first, and so does backward of an input changed in place since its forward (the
+    backward pass checks each row's sum of exponentials against the kept one)."""
 
     labels_kernels = (K.cross_entropy_labels_update_output, K.cross_entropy_labels_update_grad_input)
     dense_kernels = (K.cross_entropy_update_output, K.cross_entropy_update_grad_input)
@@ -152,5 +153,8 @@ class CrossEntropyCriterion(_ClassCriterion):
                 or row_top.shape[0] != x.shape[0]:
             self.updateOutput(input, target)
         grad_input = self._grad_input_buffer(x.shape, x.dtype)
-        backward(x, t, calls._row_top, calls._row_total, grad_input)
+        if backward(x, t, calls._row_top, calls._row_total, grad_input):
+            # the input was changed in place since its forward: take its statistics again
+            self.updateOutput(input, target)
+            backward(x, t, calls._row_top, calls._row_total, grad_input)
         return grad_input

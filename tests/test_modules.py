@@ -275,3 +275,41 @@ def test_cross_entropy_statistics_are_per_thread(rng):
     for k in range(4):
         np.testing.assert_allclose(results[k], _cross_entropy_gradient_reference(inputs[k], labels[k]),
                                    rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dense", [False, True])
+def test_cross_entropy_backward_after_its_input_changed_in_place(dtype, dense, rng):
+    """The output buffer a model reuses is the usual way: forward of batch A, the criterion's
+    forward, then a forward of batch B overwrites the same array before backward."""
+    model = nnjit.Sequential(nnjit.Linear(20, 300, dtype=dtype), nnjit.ReLU())
+    criterion = nnjit.CrossEntropyCriterion()
+    a, b = rng.standard_normal((400, 20)).astype(dtype), rng.standard_normal((400, 20)).astype(dtype)
+    labels = rng.integers(0, 300, 400)
+    target = np.eye(300, dtype=dtype)[labels] if dense else labels
+    tol = dict(rtol=2e-5, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-15)
+    output = model.forward(a)
+    criterion.forward(output, target)
+    assert model.forward(b) is output  # the same buffer, new values
+    np.testing.assert_allclose(criterion.backward(output, target),
+                               _cross_entropy_gradient_reference(output, target), **tol)
+    output[7, 3] += 5  # one element of one row
+    np.testing.assert_allclose(criterion.backward(output, target),
+                               _cross_entropy_gradient_reference(output, target), **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_kernels_count_rows_whose_statistics_are_stale(dtype, rng):
+    x = (rng.standard_normal((300, 500)) * 3).astype(dtype)
+    labels, target = rng.integers(0, 500, 300), rng.random((300, 500)).astype(dtype)
+    top, total, rows = np.empty(300, dtype), np.empty(300), np.empty(300, dtype)
+    K.cross_entropy_labels_update_output.numba(x, labels, rows, top, total)
+    changed = x.copy()
+    for row, column in [(4, 0), (100, 250), (299, 499)]:  # a new maximum, a moved one, the last
+        changed[row, column] = changed[row].max() + (1 if row != 100 else -1) * dtype(0.5)
+    changed[10, 10] = np.nan
+    for kernel, t in [(K.cross_entropy_labels_update_grad_input, labels),
+                      (K.cross_entropy_update_grad_input, target)]:
+        for path in (kernel.serial, kernel.parallel, kernel.numpy):
+            assert path(x, t, top, total, np.empty_like(x)) == 0
+            assert path(changed, t, top, total, np.empty_like(x)) == 4
