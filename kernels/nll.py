@@ -232,13 +232,15 @@ def cross_entropy_labels_update_output_numpy(input, labels, row_loss, row_top, r
     return _mean(row_loss)
 
 
-@jit
 def _stale_tolerance(c, dtype_eps):
     """Relative tolerance between row_total and a sum of c exps taken again in the input's
     dtype: twice the rounding bound of a sum split over LLVM's 64 running partial sums
     (float32, c = 1000: 5.6e-6). A kept total off by less than this scales the gradient row
     by less than this."""
     return (c / 32 + 16) * dtype_eps
+
+
+_stale_tolerance_jit = jit(_stale_tolerance)
 
 
 @jit
@@ -263,7 +265,7 @@ def cross_entropy_labels_update_grad_input(input, labels, row_top, row_total, gr
     rows' statistics do not match input (see _statistics_stale): 0, or run forward again."""
     n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
-    tolerance = _stale_tolerance(c, np.finfo(input.dtype).eps)
+    tolerance = _stale_tolerance_jit(c, np.finfo(input.dtype).eps)
     stale = 0
     for i in prange(n):
         top, total = row_top[i], row_total[i]
@@ -321,7 +323,7 @@ def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_inpu
     Returns how many rows' statistics do not match input, as the labels form."""
     n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
-    tolerance = _stale_tolerance(c, np.finfo(input.dtype).eps)
+    tolerance = _stale_tolerance_jit(c, np.finfo(input.dtype).eps)
     stale = 0
     for i in prange(n):
         mass = input.dtype.type(0)

@@ -232,3 +232,34 @@ def test_numpy_twins_never_run_numba_code(monkeypatch):
     for name, make_args in ARGS.items():
         for dtype in DTYPES:
             K.ALL_KERNELS[name].numpy(*make_args(np.random.default_rng(1), 6, 5, dtype))
+
+
+def test_numpy_twins_compile_no_numba_code():
+    """In a fresh process, running every twin leaves every Numba function of the kernels
+    uncompiled: the NumPy path needs no Numba, not even a jitted helper."""
+    import os
+    import subprocess
+    import sys
+    code = f"""
+import sys
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+import numba
+import numpy as np
+import nnjit.kernels as K
+from nnjit.kernels import _jit, _vmath, activations, batchnorm, dropout, linear, mse, nll, optim, softmax
+import test_kernels as T
+for name, make_args in T.ARGS.items():
+    for dtype in T.DTYPES:
+        K.ALL_KERNELS[name].numpy(*make_args(np.random.default_rng(1), 6, 5, dtype))
+compiled = [module.__name__ + "." + attr
+            for module in (_jit, _vmath, activations, batchnorm, dropout, linear, mse, nll, optim, softmax)
+            for attr, value in vars(module).items()
+            if isinstance(value, numba.core.registry.CPUDispatcher) and value.signatures]
+compiled += [kernel.name + "." + variant for kernel in K.ALL_KERNELS.values()
+             for variant in ("serial", "parallel")
+             if getattr(kernel, variant, None) is not None and getattr(kernel, variant).signatures]
+print(compiled)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
