@@ -60,9 +60,10 @@ def _exponent_from_low_bits(typingctx, t):
 #   need more exponents than one normal factor has. A last multiply by 2**-+64 puts the offset
 #   back, exactly, or with the one correct rounding of a subnormal result.
 # - ln 2 is split in a high part with few significant bits (n * LN2_HI is exact) and the rest.
-# - exp(r) is SLEEF's u10 polynomial (minimax, 1 + r + r^2 (...)): in Horner form within
-#   0.86 ulp of exp over the whole range in both dtypes (tests/test_vmath.py), against 0.93
-#   for the Taylor polynomial of one degree more it replaced.
+# - exp(r) is SLEEF's u10 polynomial (minimax, 1 + r + r^2 (...), degree 7 for float32, 12
+#   for float64): in Horner form within 0.86 ulp of exp over the whole range in both dtypes
+#   (tests/test_vmath.py), against 0.93 and 0.86 for the Taylor polynomials of degree 7 and 13
+#   it replaced.
 _LOG2E_32, _LOG2E_64 = np.float32(1.4426950408889634), 1.4426950408889634
 _LN2_HI_32, _LN2_LO_32 = np.float32(0.693359375), np.float32(-2.12194440e-4)
 _LN2_HI_64, _LN2_LO_64 = 6.93147180369123816490e-01, 1.90821492927058770002e-10
