@@ -11,34 +11,20 @@ from nnjit.kernels._config import FASTMATH
 _jit = numba.njit(fastmath=FASTMATH, error_model="numpy")
 
 
-@_jit
-def _map_exp(x, out):
-    for k in range(x.size):
-        out[k] = _vmath.vexp(x[k])
+def _elementwise(function):
+    """A jitted loop writing function(x[k]) to out[k], compiled with the kernels' flags."""
+    @_jit
+    def apply(x, out):
+        for k in range(x.size):
+            out[k] = function(x[k])
+    return apply
 
 
-@_jit
-def _map_exp_nonpositive(x, out):
-    for k in range(x.size):
-        out[k] = _vmath.vexp_nonpositive(x[k])
-
-
-@_jit
-def _map_expm1_wide(x, out):
-    for k in range(x.size):
-        out[k] = _vmath.vexpm1_wide(x[k])
-
-
-@_jit
-def _map_expm1(x, out):
-    for k in range(x.size):
-        out[k] = _vmath.vexpm1(x[k])
-
-
-@_jit
-def _map_log1p_unit(x, out):
-    for k in range(x.size):
-        out[k] = _vmath.vlog1p_unit(x[k])
+_map_exp = _elementwise(_vmath.vexp)
+_map_exp_nonpositive = _elementwise(_vmath.vexp_nonpositive)
+_map_expm1_wide = _elementwise(_vmath.vexpm1_wide)
+_map_expm1 = _elementwise(_vmath.vexpm1)
+_map_log1p_unit = _elementwise(_vmath.vlog1p_unit)
 
 
 @_jit
