@@ -205,13 +205,6 @@ def _top_total_numpy(x, row_top, row_total):
     return top, np.log(row_total)[:, None]
 
 
-def _scaled_softmax_numpy(x, row_top, row_total, scale, out):
-    """out = scale * softmax(x), scale (n, 1) or a number."""
-    np.subtract(x, row_top[:, None], out=out)
-    np.exp(out, out=out)
-    out *= (scale / row_total[:, None]).astype(x.dtype)
-
-
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def cross_entropy_labels_update_output(input, labels, row_loss, row_top, row_total):
     """input (n, c) raw scores; labels (n,) int64 in [0, c); row_loss, row_top,
@@ -251,11 +244,17 @@ def _statistics_stale(check, total, tolerance):
     return not (abs(np.float64(check) - total) <= tolerance * total)
 
 
-def _stale_rows_numpy(input, row_top, row_total):
-    tolerance = _stale_tolerance(input.shape[1], np.finfo(input.dtype).eps)
-    with np.errstate(invalid="ignore", over="ignore"):
-        check = np.exp(input - row_top[:, None]).sum(axis=1, dtype=np.float64)
-        return int(np.count_nonzero(~(np.abs(check - row_total) <= tolerance * row_total)))
+@np.errstate(invalid="ignore", over="ignore")
+def _scaled_softmax_numpy(x, row_top, row_total, scale, out):
+    """out = scale * softmax(x) from the kept statistics, scale (n, 1) or a number. Returns how
+    many rows' statistics do not match x, checked on the exps computed for out (see
+    _statistics_stale)."""
+    np.subtract(x, row_top[:, None], out=out)
+    np.exp(out, out=out)
+    check = out.sum(axis=1, dtype=np.float64)
+    tolerance = _stale_tolerance(x.shape[1], np.finfo(x.dtype).eps)
+    out *= (scale / row_total[:, None]).astype(x.dtype)
+    return int(np.count_nonzero(~(np.abs(check - row_total) <= tolerance * row_total)))
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
@@ -286,9 +285,9 @@ def cross_entropy_labels_update_grad_input(input, labels, row_top, row_total, gr
 def cross_entropy_labels_update_grad_input_numpy(input, labels, row_top, row_total, grad_input):
     n = input.shape[0]
     inv_n = input.dtype.type(1) / input.dtype.type(max(n, 1))
-    _scaled_softmax_numpy(input, row_top, row_total, np.float64(inv_n), grad_input)
+    stale = _scaled_softmax_numpy(input, row_top, row_total, np.float64(inv_n), grad_input)
     grad_input[np.arange(n), labels] -= inv_n
-    return _stale_rows_numpy(input, row_top, row_total)
+    return stale
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
@@ -346,6 +345,6 @@ def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_inpu
 def cross_entropy_update_grad_input_numpy(input, target, row_top, row_total, grad_input):
     inv_n = input.dtype.type(1) / input.dtype.type(max(input.shape[0], 1))
     mass = target.sum(axis=1, keepdims=True)
-    _scaled_softmax_numpy(input, row_top, row_total, mass * np.float64(inv_n), grad_input)
+    stale = _scaled_softmax_numpy(input, row_top, row_total, mass * np.float64(inv_n), grad_input)
     grad_input -= target * inv_n
-    return _stale_rows_numpy(input, row_top, row_total)
+    return stale
