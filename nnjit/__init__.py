@@ -8,6 +8,30 @@
 Every module computes with the backend in force: "numba" (default) or "numpy", chosen with
 ``set_backend``, ``with backend(...)`` or the NNJIT_BACKEND environment variable.
 """
+import importlib.util as _importlib_util
+import os as _os
+import sys as _sys
+
+
+def _kernels_beside_a_source_tree():
+    """In the wheel and in an editable install, ``kernels/`` is ``nnjit.kernels``. Python
+    started in a source checkout that was installed without -e imports ``nnjit/`` from the
+    tree, where ``kernels/`` sits beside it: load it from there under the same name."""
+    if _importlib_util.find_spec(__name__ + ".kernels") is not None:
+        return
+    folder = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "kernels")
+    spec = _importlib_util.spec_from_file_location(
+        __name__ + ".kernels", _os.path.join(folder, "__init__.py"),
+        submodule_search_locations=[folder])
+    if spec is None:
+        return
+    module = _importlib_util.module_from_spec(spec)
+    _sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+
+
+_kernels_beside_a_source_tree()
+
 from ._backend import BACKENDS, backend, get_backend, set_backend
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential

@@ -36,3 +36,21 @@ def test_wheel_maps_kernels_to_nnjit_kernels(tmp_path):
 
 def test_version():
     assert nnjit.__version__
+
+
+def test_nnjit_kernels_imports_from_a_source_checkout_without_an_editable_install(tmp_path):
+    """`python -m nnjit ...` started in the repository root after `pip install .` imports
+    nnjit/ from the tree; kernels/ beside it must still be nnjit.kernels (the README's quick
+    start). The editable install's finder is taken away to stand for a plain install."""
+    code = (
+        "import sys\n"
+        "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "import nnjit, nnjit.kernels as K\n"
+        "print(nnjit.__file__); print(K.__file__); print(len(K.ALL_KERNELS))\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    package, kernels, count = done.stdout.split()
+    assert package == os.path.join(ROOT, "nnjit", "__init__.py")
+    assert kernels == os.path.join(ROOT, "kernels", "__init__.py") and int(count) > 30
