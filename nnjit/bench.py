@@ -21,6 +21,10 @@ ARRAYS_MOVED = {"softmax_fwd": 2, "softmax_bwd": 3, "log_softmax_fwd": 2, "relu_
                 "dropout_bwd": 2, "scaling_fwd": 2}
 
 
+NO_TORCH_HINT = ("torch is not installed: the torch column shows '-'. "
+                 "To add it: pip install torch==2.13.0")
+
+
 def _torch():
     try:
         import torch
@@ -49,7 +53,9 @@ def _ops(torch):
     aten = torch.ops.aten if torch else None
 
     def t(a):
-        return torch.from_numpy(a)
+        # None without torch: the torch calls below are then never built (``torch and ...``),
+        # but their default arguments, which hold the tensors, are still evaluated.
+        return torch.from_numpy(a) if torch else None
 
     def like(x, rng, scale=1.0):
         return (rng.standard_normal(x.shape) * scale).astype(x.dtype)
@@ -407,6 +413,8 @@ def main(argv=None):
           f"dtype {args.dtype}; medians after warm-up"
           + (f", over {args.repeat} sweeps" if args.repeat > 1 else ""))
     print(format_table(rows))
+    if not _torch():
+        print(NO_TORCH_HINT)
     if args.json:
         with open(args.json, "w") as out:
             json.dump(rows, out, indent=1)

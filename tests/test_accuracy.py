@@ -102,6 +102,7 @@ def _element_inputs(name, x):
     return x if name not in ("elu", "softplus") else np.where(np.isinf(x), x, x / 4)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name", list(OPS))
 def test_float32_no_worse_than_torch(name):
     pytest.importorskip("torch")
@@ -142,6 +143,7 @@ def _batch_norm_columns():
     return np.stack(columns, axis=1).repeat(20, axis=1)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
 def test_batch_norm_statistics_float32_no_worse_than_torch(variant):
     pytest.importorskip("torch")

@@ -49,6 +49,7 @@ def test_bench_refuses_bad_arguments():
     assert done.returncode != 0 and "usage: python -m nnjit" in done.stderr
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_bench_runs_every_op(dtype):
     """Every op of the table runs on all paths (torch too, where installed)."""
@@ -58,3 +59,42 @@ def test_bench_runs_every_op(dtype):
     for row in rows:
         assert row["dtype"] == dtype and row["numba_s"] > 0 and row["numpy_s"] > 0
         assert (row["torch_s"] is not None) == torch_installed, row["op"]
+
+
+# Runs in a fresh interpreter in which importing torch fails, as on a machine without it.
+_WITHOUT_TORCH = r'''
+import importlib.abc, pkgutil, sys
+
+class NoTorch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, NoTorch())
+import nnjit
+for module in pkgutil.walk_packages(nnjit.__path__, "nnjit."):
+    __import__(module.name)
+from nnjit import bench
+assert bench._torch() is None
+rows = bench.run(shapes=[(5, 7)], dtype=sys.argv[1], threads=1, progress=False, min_time=0.0)
+assert len(rows) == len(bench._ops(None)) >= 28
+for row in rows:
+    assert row["numba_s"] > 0 and row["numpy_s"] > 0 and row["torch_s"] is None, row
+bench.main(["--ops", "softmax_fwd", "cross_entropy_bwd", "--shapes", "5x7", "--threads", "1"])
+assert not [name for name in sys.modules if name == "torch" or name.startswith("torch.")]
+'''
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_bench_without_torch(dtype):
+    """Where torch cannot be imported, every op runs on the numba and numpy paths, the torch
+    column shows '-' with one line on how to add it, and no module of nnjit imports torch."""
+    done = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, dtype], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    table = [line.split() for line in done.stdout.splitlines()
+             if line.startswith(("softmax_fwd", "cross_entropy_bwd"))]
+    assert [row[0] for row in table] == ["softmax_fwd", "cross_entropy_bwd"]
+    assert all(row[4] == "-" and row[6] == "-" for row in table), done.stdout
+    assert bench.NO_TORCH_HINT in done.stdout

@@ -56,6 +56,7 @@ def _rows(dtype):
     return x
 
 
+@pytest.mark.torch  # a part compares with torch, where installed
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("backend", nnjit.BACKENDS)
 def test_softmax_family_at_extreme_logits(dtype, backend):

@@ -6,6 +6,7 @@ import pytest
 import nnjit
 from conftest import DTYPES
 
+pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 nn = torch.nn
 
