@@ -17,6 +17,7 @@ from .linear import bias_acc_grad, bias_add, linear_acc_grad_parameters, linear_
 from .mse import mse_update_grad_input, mse_update_output
 from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
                   cross_entropy_update_grad_input, cross_entropy_update_output,
+                  first_bad_distribution,
                   nll_log_labels_update_grad_input, nll_log_labels_update_output,
                   nll_log_update_grad_input, nll_log_update_output,
                   nll_prob_labels_update_grad_input, nll_prob_labels_update_output,

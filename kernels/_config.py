@@ -5,6 +5,10 @@
 # must keep inf and NaN semantics (a row of -inf gives NaN, log(0) gives -inf).
 # "reassoc" lets LLVM vectorize sums and maxima; "contract" allows FMA.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+# For sums whose order is their accuracy (batch statistics: "reassoc" would undo a compensated
+# sum, "arcp" turns x / n into x * (1 / n), one more rounding). Loops across columns still
+# vectorize without them.
+FASTMATH_ORDERED = FASTMATH - {"reassoc", "arcp"}
 
 # Below a kernel's threshold (in elements) it runs its serial variant: a parallel launch
 # costs microseconds, more than the whole op at small sizes. Measured on 2 cores (serial vs

@@ -11,7 +11,7 @@ import numpy as np
 
 from nnjit._backend import get_backend
 
-from ._config import FASTMATH, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
+from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
 ALL_KERNELS = {}
 
@@ -112,6 +112,11 @@ def jit(func):
     return numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True)(func)
 
 
+def ordered_jit(func):
+    """A serial helper whose floating-point operations keep the order they are written in."""
+    return numba.njit(fastmath=FASTMATH_ORDERED, error_model="numpy", nogil=True)(func)
+
+
 @jit
 def n_row_chunks(n_rows):
     """How many ROW_CHUNK-row tasks a batch reduction over n_rows rows splits into."""
@@ -141,6 +146,12 @@ def add_rows(x, start, stop, acc):
 def zeroed(rows, columns, like):
     """np.zeros((rows, columns)) of like's dtype."""
     return np.zeros((rows, columns), like.dtype)
+
+
+@jit
+def zeroed3(blocks, rows, columns, like):
+    """np.zeros((blocks, rows, columns)) of like's dtype."""
+    return np.zeros((blocks, rows, columns), like.dtype)
 
 
 @jit

@@ -10,12 +10,15 @@
 Forward kernels write one loss per row into ``row_loss`` [BUFFER] and return the mean: the rows
 run in parallel and the sum is serial, so the loss is the same whatever the thread count.
 Dense targets skip zero entries, so a -inf log-probability where the target is 0 costs nothing.
+Dense kernels also write each target row's sum into ``target_mass`` [OUT] (n,), NaN for a row
+with a negative entry, in the same pass: the module checks that the rows are distributions
+without reading the targets again (see first_bad_distribution).
 """
 import numpy as np
 from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
-from ._jit import jit, kernel, n_row_chunks, row_chunk
+from ._jit import Kernel, jit, kernel, n_row_chunks, row_chunk
 from ._vmath import nll_term, row_max, vexp_nonpositive
 
 
@@ -26,15 +29,65 @@ def _mean(row_loss):
 _mean_jit = jit(_mean)
 
 
+@jit
+def _row_mass(mass, negatives):
+    """A target row's entry in target_mass: its sum, or NaN if it has negative entries."""
+    return mass if negatives == 0 else np.nan
+
+
+@jit
+def _first_bad_distribution(target_mass, tolerance):
+    for i in range(target_mass.shape[0]):
+        if not abs(target_mass[i] - 1) <= tolerance:
+            return i
+    return -1
+
+
+first_bad_distribution = Kernel(  # O(n) and a loop that may stop early: serial only
+    "first_bad_distribution", _first_bad_distribution,
+    """target_mass (n,) from a dense kernel; tolerance scalar. Returns the first row whose
+    target is not a class distribution (a negative entry, a sum off 1 by more than the
+    tolerance, NaN), or -1.""")
+
+
+@first_bad_distribution.numpy_twin
+def first_bad_distribution_numpy(target_mass, tolerance):
+    bad = ~(np.abs(target_mass - 1) <= tolerance)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+def _mass_numpy(target, target_mass):
+    """The NumPy twins' target_mass: row sums, NaN where a row has a negative entry."""
+    target.sum(axis=1, out=target_mass)
+    target_mass[(target < 0).any(axis=1)] = np.nan
+
+
 # ---------------------------------------------------------------- probability form, labels
-@kernel(size_arg=1)
+# The probability form refuses negative input (log-probabilities or raw scores passed by
+# mistake). Its kernels check every input in the pass they make anyway: forward marks a row
+# with a negative entry with a NaN loss, backward returns how many rows have one, and the
+# module raises. A separate scan cost as much as the whole NumPy path.
+@jit
+def _count_negative(x, i):
+    """How many entries of row i of x are negative (NaN and -0.0 are not)."""
+    negatives = 0
+    for j in range(x.shape[1]):
+        negatives += x[i, j] < 0
+    return negatives
+
+
+def _rows_with_negatives_numpy(x):
+    return x.min(axis=1) < 0
+
+
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_prob_labels_update_output(input, labels, row_loss, eps):
-    """input (n, c) probabilities; labels (n,) int64 in [0, c); row_loss [BUFFER] (n,);
-    eps clip bound. Returns the mean loss."""
+    """input (n, c) probabilities; labels (n,) int64 in [0, c); row_loss [BUFFER] (n,), NaN
+    for a row with a negative input; eps clip bound. Returns the mean loss."""
     one = input.dtype.type(1)
     for i in prange(input.shape[0]):
         p = min(max(input[i, labels[i]], eps), one - eps)
-        row_loss[i] = -np.log(p)
+        row_loss[i] = -np.log(p) if _count_negative(input, i) == 0 else np.nan
     return _mean_jit(row_loss)
 
 
@@ -42,21 +95,26 @@ def nll_prob_labels_update_output(input, labels, row_loss, eps):
 def nll_prob_labels_update_output_numpy(input, labels, row_loss, eps):
     picked = input[np.arange(input.shape[0]), labels]
     np.negative(np.log(np.clip(picked, eps, 1 - eps)), out=row_loss)
+    row_loss[_rows_with_negatives_numpy(input)] = np.nan
     return _mean(row_loss)
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def nll_prob_labels_update_grad_input(input, labels, grad_input, eps):
-    """input (n, c) probabilities; labels (n,); grad_input [OUT] (n, c); eps clip bound."""
+    """input (n, c) probabilities; labels (n,); grad_input [OUT] (n, c); eps clip bound.
+    Returns how many rows of input have a negative entry."""
     n = input.shape[0]
     one = input.dtype.type(1)
     scale = -one / input.dtype.type(n)
+    negative_rows = 0
     for chunk in prange(n_row_chunks(n)):
         start, stop = row_chunk(chunk, n)
         grad_input[start:stop] = 0  # one memset per task: 15% faster than one per row
         for i in range(start, stop):
             p = min(max(input[i, labels[i]], eps), one - eps)
             grad_input[i, labels[i]] = scale / p
+            negative_rows += _count_negative(input, i) > 0
+    return negative_rows
 
 
 @nll_prob_labels_update_grad_input.numpy_twin
@@ -65,46 +123,65 @@ def nll_prob_labels_update_grad_input_numpy(input, labels, grad_input, eps):
     rows = np.arange(n)
     grad_input.fill(0)
     grad_input[rows, labels] = -1 / np.clip(input[rows, labels], eps, 1 - eps) / n
+    return int(np.count_nonzero(_rows_with_negatives_numpy(input)))
 
 
 # ---------------------------------------------------------------- probability form, dense
 @kernel()
-def nll_prob_update_output(input, target, row_loss, eps):
-    """input (n, c) probabilities; target (n, c); row_loss [BUFFER] (n,); eps clip bound.
-    Returns the mean loss."""
+def nll_prob_update_output(input, target, row_loss, eps, target_mass):
+    """input (n, c) probabilities; target (n, c); row_loss [BUFFER] (n,); eps clip bound;
+    target_mass [OUT] (n,) (see above). Returns the mean loss."""
     n, c = input.shape
     one = input.dtype.type(1)
     for i in prange(n):
-        total = input.dtype.type(0)
+        total, mass, negatives = input.dtype.type(0), input.dtype.type(0), 0
         for j in range(c):
-            if target[i, j] != 0:
-                total += target[i, j] * np.log(min(max(input[i, j], eps), one - eps))
-        row_loss[i] = -total
+            t = target[i, j]
+            mass += t
+            negatives += t < 0
+            if t != 0:
+                total += t * np.log(min(max(input[i, j], eps), one - eps))
+        row_loss[i] = -total if _count_negative(input, i) == 0 else np.nan
+        target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)
 
 
 @nll_prob_update_output.numpy_twin
-def nll_prob_update_output_numpy(input, target, row_loss, eps):
+def nll_prob_update_output_numpy(input, target, row_loss, eps, target_mass):
     terms = target * np.log(np.clip(input, eps, 1 - eps))
     np.negative(terms.sum(axis=1), out=row_loss)
+    row_loss[_rows_with_negatives_numpy(input)] = np.nan
+    _mass_numpy(target, target_mass)
     return _mean(row_loss)
 
 
 @kernel()
-def nll_prob_update_grad_input(input, target, grad_input, eps):
-    """input (n, c) probabilities; target (n, c); grad_input [OUT] (n, c); eps clip bound."""
+def nll_prob_update_grad_input(input, target, grad_input, eps, target_mass):
+    """input (n, c) probabilities; target (n, c); grad_input [OUT] (n, c); eps clip bound;
+    target_mass [OUT] (n,). Returns how many rows of input have a negative entry."""
     n, c = input.shape
     one = input.dtype.type(1)
     scale = -one / input.dtype.type(n)
+    negative_rows = 0
     for i in prange(n):
+        mass, negatives, negative_inputs = input.dtype.type(0), 0, 0
         for j in range(c):
-            grad_input[i, j] = scale * target[i, j] / min(max(input[i, j], eps), one - eps)
+            t, p = target[i, j], input[i, j]
+            mass += t
+            negatives += t < 0
+            negative_inputs += p < 0
+            grad_input[i, j] = scale * t / min(max(p, eps), one - eps)
+        target_mass[i] = _row_mass(mass, negatives)
+        negative_rows += negative_inputs > 0
+    return negative_rows
 
 
 @nll_prob_update_grad_input.numpy_twin
-def nll_prob_update_grad_input_numpy(input, target, grad_input, eps):
+def nll_prob_update_grad_input_numpy(input, target, grad_input, eps, target_mass):
     np.divide(target, np.clip(input, eps, 1 - eps), out=grad_input)
     grad_input *= -1 / max(input.shape[0], 1)
+    _mass_numpy(target, target_mass)
+    return int(np.count_nonzero(_rows_with_negatives_numpy(input)))
 
 
 # ---------------------------------------------------------------- log form, labels
@@ -143,40 +220,52 @@ def nll_log_labels_update_grad_input_numpy(input, labels, grad_input):
 
 # ---------------------------------------------------------------- log form, dense
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
-def nll_log_update_output(input, target, row_loss):
-    """input (n, c) log-probabilities; target (n, c); row_loss [BUFFER] (n,).
-    Returns the mean loss."""
+def nll_log_update_output(input, target, row_loss, target_mass):
+    """input (n, c) log-probabilities; target (n, c); row_loss [BUFFER] (n,);
+    target_mass [OUT] (n,). Returns the mean loss."""
     n, c = input.shape
     for i in prange(n):
-        total = input.dtype.type(0)
+        total, mass, negatives = input.dtype.type(0), input.dtype.type(0), 0
         for j in range(c):
-            if target[i, j] != 0:
-                total += target[i, j] * input[i, j]
+            t = target[i, j]
+            mass += t
+            negatives += t < 0
+            if t != 0:
+                total += t * input[i, j]
         row_loss[i] = -total
+        target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)
 
 
 @nll_log_update_output.numpy_twin
 @np.errstate(invalid="ignore")
-def nll_log_update_output_numpy(input, target, row_loss):
+def nll_log_update_output_numpy(input, target, row_loss, target_mass):
     terms = np.where(target != 0, target * input, 0)
     np.negative(terms.sum(axis=1), out=row_loss)
+    _mass_numpy(target, target_mass)
     return _mean(row_loss)
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
-def nll_log_update_grad_input(input, target, grad_input):
-    """input (n, c); target (n, c); grad_input [OUT] (n, c) = -target / n."""
+def nll_log_update_grad_input(input, target, grad_input, target_mass):
+    """input (n, c); target (n, c); grad_input [OUT] (n, c) = -target / n;
+    target_mass [OUT] (n,)."""
     n, c = input.shape
     scale = -input.dtype.type(1) / input.dtype.type(n)
     for i in prange(n):
+        mass, negatives = input.dtype.type(0), 0
         for j in range(c):
-            grad_input[i, j] = scale * target[i, j]
+            t = target[i, j]
+            mass += t
+            negatives += t < 0
+            grad_input[i, j] = scale * t
+        target_mass[i] = _row_mass(mass, negatives)
 
 
 @nll_log_update_grad_input.numpy_twin
-def nll_log_update_grad_input_numpy(input, target, grad_input):
+def nll_log_update_grad_input_numpy(input, target, grad_input, target_mass):
     np.multiply(target, -1 / max(input.shape[0], 1), out=grad_input)
+    _mass_numpy(target, target_mass)
 
 
 # ---------------------------------------------------------------- cross-entropy
@@ -291,43 +380,52 @@ def cross_entropy_labels_update_grad_input_numpy(input, labels, row_top, row_tot
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_update_output(input, target, row_loss, row_top, row_total):
-    """input (n, c) raw scores; target (n, c); row_loss, row_top, row_total [BUFFER] (n,).
-    Returns the mean of sum(target * (logsumexp(x) - x))."""
+def cross_entropy_update_output(input, target, row_loss, row_top, row_total, target_mass):
+    """input (n, c) raw scores; target (n, c); row_loss, row_top, row_total [BUFFER] (n,);
+    target_mass [OUT] (n,). Returns the mean of sum(target * (logsumexp(x) - x))."""
     n, c = input.shape
     for i in prange(n):
         top, total = _row_top_total(input, i)
         row_top[i], row_total[i] = top, total
         top64, log_total, loss = np.float64(top), np.log(total), 0.0
+        mass, negatives = input.dtype.type(0), 0
         for j in range(c):
-            if target[i, j] != 0:
-                loss += target[i, j] * nll_term(np.float64(input[i, j]), top64, log_total)
+            t = target[i, j]
+            mass += t
+            negatives += t < 0
+            if t != 0:
+                loss += t * nll_term(np.float64(input[i, j]), top64, log_total)
         row_loss[i] = loss
+        target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)
 
 
 @cross_entropy_update_output.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_update_output_numpy(input, target, row_loss, row_top, row_total):
+def cross_entropy_update_output_numpy(input, target, row_loss, row_top, row_total, target_mass):
     top, log_total = _top_total_numpy(input, row_top, row_total)
     terms = np.where(target != 0, -target * ((input - top) - log_total), 0)
     np.sum(terms, axis=1, out=row_loss)
+    _mass_numpy(target, target_mass)
     return _mean(row_loss)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
-def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_input):
+def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_input, target_mass):
     """input (n, c) raw scores; target (n, c); row_top, row_total (n,) from the forward of
-    this input; grad_input [OUT] (n, c) = (sum(target) * softmax(input) - target) / n per row.
-    Returns how many rows' statistics do not match input, as the labels form."""
+    this input; grad_input [OUT] (n, c) = (sum(target) * softmax(input) - target) / n per row;
+    target_mass [OUT] (n,). Returns how many rows' statistics do not match input, as the
+    labels form."""
     n, c = input.shape
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     tolerance = _stale_tolerance_jit(c, np.finfo(input.dtype).eps)
     stale = 0
     for i in prange(n):
-        mass = input.dtype.type(0)
+        mass, negatives = input.dtype.type(0), 0
         for j in range(c):
             mass += target[i, j]
+            negatives += target[i, j] < 0
+        target_mass[i] = _row_mass(mass, negatives)
         top, total = row_top[i], row_total[i]
         factor = input.dtype.type(np.float64(mass * inv_n) / total)
         check = input.dtype.type(0)
@@ -342,9 +440,11 @@ def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_inpu
 
 @cross_entropy_update_grad_input.numpy_twin
 @np.errstate(invalid="ignore")
-def cross_entropy_update_grad_input_numpy(input, target, row_top, row_total, grad_input):
+def cross_entropy_update_grad_input_numpy(input, target, row_top, row_total, grad_input,
+                                          target_mass):
     inv_n = input.dtype.type(1) / input.dtype.type(max(input.shape[0], 1))
     mass = target.sum(axis=1, keepdims=True)
     stale = _scaled_softmax_numpy(input, row_top, row_total, mass * np.float64(inv_n), grad_input)
     grad_input -= target * inv_n
+    _mass_numpy(target, target_mass)
     return stale

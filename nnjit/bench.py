@@ -165,7 +165,7 @@ def _ops(torch):
 
     def batch_norm_buffers(x):
         c = x.shape[1]
-        return np.zeros(c, x.dtype), np.ones(c, x.dtype), np.empty(c, x.dtype), np.empty(c, x.dtype)
+        return np.zeros(c, x.dtype), np.ones(c, x.dtype), np.empty(c), np.empty(c)
 
     def batch_norm_fwd(x, rng):
         mean, var, save_mean, save_invstd = batch_norm_buffers(x)
@@ -181,7 +181,8 @@ def _ops(torch):
         g = like(x, rng)
         return (*_pair(K.batch_norm_update_grad_input, x, g, np.empty_like(x), save_mean,
                        save_invstd, True),
-                torch and (lambda tx=t(x), tg=t(g), tm=t(save_mean), ts=t(save_invstd):
+                torch and (lambda tx=t(x), tg=t(g), tm=t(save_mean.astype(x.dtype)),
+                                  ts=t(save_invstd.astype(x.dtype)):
                            aten.native_batch_norm_backward(tg, tx, None, None, None, tm, ts, True,
                                                            1e-5, [True, False, False])))
 

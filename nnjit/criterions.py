@@ -32,19 +32,20 @@ class MSECriterion(Criterion):
 
 
 class _ClassCriterion(Criterion):
-    """Targets as integer labels (batch,) in [0, classes) or dense (batch, classes) rows
-    (one-hot, or any class distribution)."""
+    """Targets as integer labels (batch,) in [0, classes) or dense (batch, classes) rows, each
+    a class distribution: non-negative entries summing to 1 (one-hot, or soft labels), to
+    within sqrt(eps) of the coarser of the target's and the input's dtypes (float32: 3.5e-4,
+    float64: 1.5e-8). Anything else (multi-hot, rows summing to 0.8, negative entries) is a
+    ValueError naming the first bad row: it is almost always a labelling bug."""
 
     labels_kernels = None  # (forward, backward) for labels
     dense_kernels = None  # (forward, backward) for dense targets
-
-    def _check_input(self, x):
-        """Form-specific input check (the probability form refuses negative input)."""
 
     def _extra(self, dtype):
         return ()
 
     def _target(self, target, x):
+        """(labels (n,) int64, None) or (dense target (n, c) of x's dtype, its tolerance)."""
         t = np.asarray(target)
         n, classes = x.shape
         if t.ndim == 1:
@@ -55,32 +56,70 @@ class _ClassCriterion(Criterion):
             if low < 0 or high >= classes:
                 bad = low if low < 0 else high
                 raise ValueError(f"{self._name}: labels must be in [0, {classes}), got {bad}")
-            return True, np.ascontiguousarray(t, dtype=np.int64)
+            return np.ascontiguousarray(t, dtype=np.int64), None
         if t.ndim == 2:
             if t.dtype.kind not in "biuf":
                 raise TypeError(f"{self._name}: target must be numeric, got dtype {t.dtype}")
             _checks.require_shape(t, x.shape, self._name, "target (one row per sample)")
-            return False, np.ascontiguousarray(t, dtype=x.dtype)
+            precision = max(np.finfo(x.dtype).eps,
+                            np.finfo(t.dtype).eps if t.dtype.kind == "f" else 0.0)
+            return np.ascontiguousarray(t, dtype=x.dtype), float(np.sqrt(precision))
         raise ValueError(f"{self._name}: target must be labels (batch,) or a (batch, classes) "
                          f"array, got shape {t.shape}")
 
+    def _check_distributions(self, target_mass, target, tolerance):
+        """Raises if a dense target row is not a class distribution (target_mass from the
+        kernel's pass; the message is worked out from the bad row alone)."""
+        row = K.first_bad_distribution(target_mass, tolerance)
+        if row < 0:
+            return
+        values = target[row]
+        if np.isnan(values).any():
+            what = f"has NaN at column {int(np.argmax(np.isnan(values)))}"
+        elif (values < 0).any():
+            column = int(np.argmax(values < 0))
+            what = f"has a negative entry {values[column]:g} at column {column}"
+        else:
+            what = f"sums to {values.sum(dtype=np.float64):.7g}, not 1 (tolerance {tolerance:.1e})"
+        raise ValueError(f"{self._name}: dense target rows must be class distributions "
+                         f"(non-negative, summing to 1), but row {row} {what}; for several "
+                         "classes at once (multi-label), a per-class loss is what you want")
+
     def _prepare(self, input, target):
         x = self._batch_input(input)
-        self._check_input(x)
-        is_labels, t = self._target(target, x)
-        kernels = self.labels_kernels if is_labels else self.dense_kernels
-        return x, t, kernels
+        t, tolerance = self._target(target, x)
+        return x, t, tolerance
+
+    def _run(self, which, x, t, tolerance, *args):
+        """The forward (which=0) or backward (1) kernel of this target's form on (x, t, *args);
+        a dense target is checked on the row sums the kernel's own pass wrote."""
+        if tolerance is None:
+            return self.labels_kernels[which](x, t, *args)
+        target_mass = np.empty(x.shape[0], x.dtype)
+        result = self.dense_kernels[which](x, t, *args, target_mass)
+        self._check_distributions(target_mass, t, tolerance)
+        return result
 
     def updateOutput(self, input, target):
-        x, t, (forward, _) = self._prepare(input, target)
-        loss = forward(x, t, self._row_loss_buffer(x.shape[0], x.dtype), *self._extra(x.dtype))
-        return self._store_loss(loss, x.dtype)
+        x, t, tolerance = self._prepare(input, target)
+        rows = self._row_loss_buffer(x.shape[0], x.dtype)
+        loss = self._run(0, x, t, tolerance, rows, *self._extra(x.dtype))
+        return self._store_loss(self._checked_loss(loss, x), x.dtype)
 
     def updateGradInput(self, input, target):
-        x, t, (_, backward) = self._prepare(input, target)
+        x, t, tolerance = self._prepare(input, target)
         grad_input = self._grad_input_buffer(x.shape, x.dtype)
-        backward(x, t, grad_input, *self._extra(x.dtype))
+        if self._run(1, x, t, tolerance, grad_input, *self._extra(x.dtype)):
+            self._refuse_input(x)
         return grad_input
+
+    def _checked_loss(self, loss, x):
+        """The loss, after raising for any input the kernel's pass flagged (see
+        ClassNLLCriterion)."""
+        return loss
+
+    def _refuse_input(self, x):
+        """Raises for input the backward kernel's pass flagged (see ClassNLLCriterion)."""
 
 
 class ClassNLLCriterion(_ClassCriterion):
@@ -102,8 +141,16 @@ class ClassNLLCriterion(_ClassCriterion):
             self.labels_kernels = (K.nll_prob_labels_update_output, K.nll_prob_labels_update_grad_input)
             self.dense_kernels = (K.nll_prob_update_output, K.nll_prob_update_grad_input)
 
-    def _check_input(self, x):
-        if not self.log_input and x.size and x.min() < 0:
+    # The probability form refuses negative input. Its kernels check every input in their own
+    # pass (forward: a NaN loss for such a row; backward: a count), so the check costs no
+    # separate scan; these raise on what they flagged.
+    def _checked_loss(self, loss, x):
+        if loss != loss and not self.log_input:  # NaN: a negative input, or NaN in the input
+            self._refuse_input(x)
+        return loss
+
+    def _refuse_input(self, x):
+        if not self.log_input and (x < 0).any():
             raise ValueError(
                 f"{self._name}: input has negative values, but this form takes probabilities "
                 "(SoftMax output). For log-probabilities (LogSoftMax output) use "
@@ -136,25 +183,25 @@ class CrossEntropyCriterion(_ClassCriterion):
     dense_kernels = (K.cross_entropy_update_output, K.cross_entropy_update_grad_input)
 
     def updateOutput(self, input, target):
-        x, t, (forward, _) = self._prepare(input, target)
+        x, t, tolerance = self._prepare(input, target)
         calls = _calls(self)
         n = x.shape[0]
         calls._row_top = row_top = _checks.buffer(calls._row_top, (n,), x.dtype)
         calls._row_total = row_total = _checks.buffer(calls._row_total, (n,), np.dtype(np.float64))
-        loss = forward(x, t, self._row_loss_buffer(n, x.dtype), row_top, row_total)
+        loss = self._run(0, x, t, tolerance, self._row_loss_buffer(n, x.dtype), row_top, row_total)
         calls._forward_input = input
         return self._store_loss(loss, x.dtype)
 
     def updateGradInput(self, input, target):
-        x, t, (_, backward) = self._prepare(input, target)
+        x, t, tolerance = self._prepare(input, target)
         calls = _calls(self)
         row_top = calls._row_top
         if input is not calls._forward_input or row_top is None or row_top.dtype != x.dtype \
                 or row_top.shape[0] != x.shape[0]:
             self.updateOutput(input, target)
         grad_input = self._grad_input_buffer(x.shape, x.dtype)
-        if backward(x, t, calls._row_top, calls._row_total, grad_input):
+        if self._run(1, x, t, tolerance, calls._row_top, calls._row_total, grad_input):
             # the input was changed in place since its forward: take its statistics again
             self.updateOutput(input, target)
-            backward(x, t, calls._row_top, calls._row_total, grad_input)
+            self._run(1, x, t, tolerance, calls._row_top, calls._row_total, grad_input)
         return grad_input

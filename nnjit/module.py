@@ -24,7 +24,7 @@ class _CallState(threading.local):
     _save_mean = None
     _save_invstd = None
     _forward_input = None
-    _forward_training = None
+    _forward_key = None
     _mask_seed = None
     _mask_shape = None
 

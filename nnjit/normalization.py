@@ -6,6 +6,8 @@ from . import kernels as K
 from .linear import _Parameter
 from .module import Module
 
+_STATISTICS_DTYPE = np.dtype(np.float64)
+
 
 class BatchNormalization(Module):
     """Normalizes each feature over the batch: (x - mean) / sqrt(var + EPS) with the batch's
@@ -24,7 +26,7 @@ class BatchNormalization(Module):
         self._save_mean = None
         self._save_invstd = None
         self._forward_input = None
-        self._forward_training = None
+        self._forward_key = None  # (training, dtype, shape) of the last forward
 
     def _input(self, input):
         x = _checks.float_array(input, self._name)
@@ -47,12 +49,13 @@ class BatchNormalization(Module):
         if self.training and x.shape[0] == 0:
             raise ValueError(f"{self._name}: batch statistics of an empty batch are undefined")
         self._moving_statistics(x.shape[1], x.dtype)
-        self._save_mean = _checks.buffer(self._save_mean, (x.shape[1],), x.dtype)
-        self._save_invstd = _checks.buffer(self._save_invstd, (x.shape[1],), x.dtype)
+        # float64 whatever x's dtype: see kernels/batchnorm.py
+        self._save_mean = _checks.buffer(self._save_mean, (x.shape[1],), _STATISTICS_DTYPE)
+        self._save_invstd = _checks.buffer(self._save_invstd, (x.shape[1],), _STATISTICS_DTYPE)
         out = self._output_buffer(x.shape, x.dtype, x)
         K.batch_norm_update_output(x, out, self.moving_mean, self.moving_variance, self._save_mean,
                                    self._save_invstd, alpha, float(self.EPS), self.training)
-        self._forward_training = self.training
+        self._forward_key = (self.training, x.dtype, x.shape)
         return out
 
     def updateOutput(self, input):
@@ -64,8 +67,7 @@ class BatchNormalization(Module):
     def updateGradInput(self, input, gradOutput):
         x = self._input(input)
         g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
-        if (input is not self._forward_input or self._forward_training != self.training
-                or self._save_mean.dtype != x.dtype):
+        if input is not self._forward_input or self._forward_key != (self.training, x.dtype, x.shape):
             # Statistics of this input, leaving the moving ones as they are (alpha = 1).
             self._run_forward(x, 1.0)
             self._forward_input = input

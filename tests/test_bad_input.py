@@ -176,3 +176,86 @@ def test_mse_shapes():
         nnjit.MSECriterion().forward(np.ones((3, 2)), np.ones((3, 2), int))
     loss = nnjit.MSECriterion().forward(np.ones((2, 3, 4), np.float32), np.zeros((2, 3, 4), np.float32))
     assert loss == 12 and loss.dtype == np.float32
+
+
+def _criterions():
+    return [nnjit.ClassNLLCriterion(), nnjit.ClassNLLCriterion(log_input=True),
+            nnjit.CrossEntropyCriterion()]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+@pytest.mark.parametrize("bad_row, says", [
+    ([1, 1, 0], "sums to 2"),                 # multi-hot
+    ([0.5, 0.2, 0.1], "sums to 0.8"),         # not normalized
+    ([1.5, -0.5, 0], "negative entry -0.5 at column 1"),
+    ([np.nan, 1, 0], "NaN at column 0"),
+    ([0, 0, 0], "sums to 0,"),
+])
+def test_dense_targets_must_be_class_distributions(dtype, backend, bad_row, says):
+    """Every criterion taking dense targets, forward and backward, refuses a row that is not
+    a distribution, naming the first bad row and what is wrong with it."""
+    rng = np.random.default_rng(0)
+    p = rng.random((5, 3)) + 0.1
+    p = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+    target = np.eye(3, dtype=dtype)[[0, 1, 2, 0, 1]]
+    target[3] = bad_row
+    target[4] = bad_row  # only the first bad row is named
+    with nnjit.backend(backend):
+        for criterion in _criterions():
+            x = np.log(p) if isinstance(criterion, nnjit.ClassNLLCriterion) and criterion.log_input else p
+            for call in (criterion.forward, criterion.backward):
+                with pytest.raises(ValueError, match=f"row 3 .*{says}") as caught:
+                    call(x, target)
+                assert type(criterion).__name__ in str(caught.value)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+def test_dense_targets_that_are_distributions_pass(dtype, backend):
+    """One-hot rows (also as integers or booleans), label smoothing, softmax outputs rounded
+    to float32 over 1000 classes, and float32 soft targets with float64 input: accepted, and
+    the loss equals the one of the labels where the rows are one-hot."""
+    rng = np.random.default_rng(1)
+    n, c = 64, 1000
+    logits = rng.standard_normal((n, c)) * 3
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+    labels = rng.integers(0, c, n)
+    one_hot = np.eye(c)[labels]
+    soft = np.exp(rng.standard_normal((n, c)))
+    soft = (soft / soft.sum(axis=1, keepdims=True)).astype(np.float32)  # rounded in float32
+    with nnjit.backend(backend):
+        for criterion in _criterions():
+            x = np.log(p) if isinstance(criterion, nnjit.ClassNLLCriterion) and criterion.log_input else p
+            for target in (one_hot.astype(dtype), one_hot.astype(np.int64), one_hot.astype(bool),
+                           (0.9 * one_hot + 0.1 / c).astype(dtype), soft):
+                criterion.forward(x, target)
+                criterion.backward(x, target)
+            assert criterion.forward(x, one_hot.astype(dtype)) == pytest.approx(
+                float(criterion.forward(x, labels)), rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+@pytest.mark.parametrize("target_kind", ["labels", "dense"])
+def test_probability_form_refuses_negative_input_found_in_the_kernels_pass(backend, target_kind):
+    """The probability form's negative-input check now runs inside its kernels: wherever the
+    negative entry sits (a labelled column or not, the first or last row, serial or parallel
+    sizes), forward and backward raise; NaN input is not refused (it gives NaN, as before)."""
+    rng = np.random.default_rng(2)
+    criterion = nnjit.ClassNLLCriterion()
+    for n, c in [(4, 3), (64, 10), (512, 300)]:
+        p = rng.random((n, c)).astype(np.float32) + 0.01
+        p /= p.sum(axis=1, keepdims=True)
+        labels = rng.integers(0, c, n)
+        target = labels if target_kind == "labels" else np.eye(c, dtype=np.float32)[labels]
+        with nnjit.backend(backend):
+            for row, column in [(0, 0), (n - 1, c - 1), (n // 2, labels[n // 2])]:
+                bad = p.copy()
+                bad[row, column] = -1e-3
+                for call in (criterion.forward, criterion.backward):
+                    with pytest.raises(ValueError, match="negative values"):
+                        call(bad, target)
+            with_nan = p.copy()
+            with_nan[0, labels[0]] = np.nan
+            assert np.isnan(criterion.forward(with_nan, target))

@@ -68,25 +68,33 @@ ARGS = {
     "nll_prob_labels_update_grad_input": lambda r, n, c, dt: [
         _probabilities(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt), _eps(dt)],
     "nll_prob_update_output": lambda r, n, c, dt: [
-        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), _eps(dt)],
+        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), _eps(dt),
+        np.empty(n, dt)],
     "nll_prob_update_grad_input": lambda r, n, c, dt: [
-        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt), _eps(dt)],
+        _probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt), _eps(dt),
+        np.empty(n, dt)],
     "nll_log_labels_update_output": lambda r, n, c, dt: [
         _log_probabilities(r, n, c, dt), _labels(r, n, c), np.empty(n, dt)],
     "nll_log_labels_update_grad_input": lambda r, n, c, dt: [
         _log_probabilities(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)],
     "nll_log_update_output": lambda r, n, c, dt: [
-        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt)],
+        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt),
+        np.empty(n, dt)],
     "nll_log_update_grad_input": lambda r, n, c, dt: [
-        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)],
+        _log_probabilities(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt),
+        np.empty(n, dt)],
     "cross_entropy_labels_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
     "cross_entropy_labels_update_grad_input": lambda r, n, c, dt: _with_row_statistics(
         _x(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)),
     "cross_entropy_update_output": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), np.empty(n, dt), np.empty(n, dt), np.empty(n),
+        np.empty(n, dt)],
     "cross_entropy_update_grad_input": lambda r, n, c, dt: _with_row_statistics(
-        _x(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)),
+        _x(r, n, c, dt), _soft_target(r, n, c, dt), _empty(n, c, dt)) + [np.empty(n, dt)],
+    "first_bad_distribution": lambda r, n, c, dt: [
+        np.where(r.random(n) < 0.3, r.random(n) * 2, 1 + r.standard_normal(n) * 1e-9).astype(dt),
+        1e-6],
     "mse_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _x(r, n, c, dt), np.empty(n, dt)],
     "mse_update_grad_input": lambda r, n, c, dt: [
         _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
@@ -112,11 +120,11 @@ ARGS = {
         _flat(r, n, c, dt) * dt(10), _flat(r, n, c, dt), np.empty(n * c, dt)],
     "batch_norm_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt) + dt(2), _empty(n, c, dt), r.standard_normal(c).astype(dt),
-        r.random(c).astype(dt) + dt(0.5), np.empty(c, dt), np.empty(c, dt), 0.3, 1e-3,
+        r.random(c).astype(dt) + dt(0.5), np.empty(c), np.empty(c), 0.3, 1e-3,
         bool(n > 0 and r.random() < 2)],
     "batch_norm_update_grad_input": lambda r, n, c, dt: [
-        _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt),
-        r.random(c).astype(dt) + dt(0.5), True],
+        _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c),
+        r.random(c) + 0.5, True],
     "channelwise_scaling_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt),
         r.standard_normal(c).astype(dt)],
@@ -263,3 +271,31 @@ print(compiled)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", ["nll_prob_labels_update_output", "nll_prob_labels_update_grad_input",
+                                  "nll_prob_update_output", "nll_prob_update_grad_input"])
+def test_probability_kernels_flag_rows_with_negative_input(name, dtype):
+    """The probability form's kernels flag rows with a negative input in their own pass
+    (forward: NaN row loss, backward: a count), identically on every path; -0.0 and NaN are
+    not negative."""
+    kernel = K.ALL_KERNELS[name]
+    for n, c in [(5, 13), (301, 257)]:
+        args = ARGS[name](np.random.default_rng(4), n, c, dtype)
+        x = args[0]
+        x[1, 0], x[3, c - 1], x[4, 2] = -0.25, -1e-30, -0.0
+        if n > 100:
+            x[200, 100] = np.nan
+            x[300, :] = -1
+        for variant in [kernel.serial, kernel.parallel]:
+            _check_against_twin(variant, kernel.numpy, args, dtype)
+        result = kernel.numba(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
+        if name.endswith("grad_input"):
+            assert result == (3 if n > 100 else 2)
+        else:
+            kernel.numba(*args)
+            rows = args[2]  # row_loss
+            flagged = {1, 3, 300} if n > 100 else {1, 3}
+            # row 200's loss is NaN too where its NaN input enters the loss (not a flag)
+            assert flagged <= set(np.flatnonzero(np.isnan(rows))) <= flagged | {200}
