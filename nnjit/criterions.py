@@ -45,17 +45,16 @@ class _ClassCriterion(Criterion):
         return ()
 
     def _target(self, target, x):
-        """(labels (n,) int64, None) or (dense target (n, c) of x's dtype, its tolerance)."""
-        t = np.asarray(target)
-        n, classes = x.shape
+        """(labels (n,) int64, None) or (dense target (n, c) of x's dtype, its tolerance).
+        Labels are range-checked by the kernels as they read them (see _check_labels)."""
+        t = target if type(target) is np.ndarray else np.asarray(target)
         if t.ndim == 1:
             if t.dtype.kind not in "iu":
                 raise TypeError(f"{self._name}: labels must be integers, got dtype {t.dtype}")
-            _checks.require_shape(t, (n,), self._name, "labels (one per sample)")
-            low, high = t.min(), t.max()
-            if low < 0 or high >= classes:
-                bad = low if low < 0 else high
-                raise ValueError(f"{self._name}: labels must be in [0, {classes}), got {bad}")
+            if t.shape[0] != x.shape[0]:
+                _checks.require_shape(t, (x.shape[0],), self._name, "labels (one per sample)")
+            if t.dtype == np.uint64:  # as int64, 2**63 and up would wrap: check first
+                self._check_labels(t, x.shape[1])
             return np.ascontiguousarray(t, dtype=np.int64), None
         if t.ndim == 2:
             if t.dtype.kind not in "biuf":
@@ -66,6 +65,13 @@ class _ClassCriterion(Criterion):
             return np.ascontiguousarray(t, dtype=x.dtype), float(np.sqrt(precision))
         raise ValueError(f"{self._name}: target must be labels (batch,) or a (batch, classes) "
                          f"array, got shape {t.shape}")
+
+    def _check_labels(self, labels, classes):
+        """Raises for a label out of [0, classes): called when a kernel flagged a row."""
+        low, high = labels.min(), labels.max()
+        if low < 0 or high >= classes:
+            bad = low if low < 0 else high
+            raise ValueError(f"{self._name}: labels must be in [0, {classes}), got {bad}")
 
     def _check_distributions(self, target_mass, target, tolerance):
         """Raises if a dense target row is not a class distribution (target_mass from the
@@ -104,22 +110,32 @@ class _ClassCriterion(Criterion):
         x, t, tolerance = self._prepare(input, target)
         rows = self._row_loss_buffer(x.shape[0], x.dtype)
         loss = self._run(0, x, t, tolerance, rows, *self._extra(x.dtype))
-        return self._store_loss(self._checked_loss(loss, x), x.dtype)
+        return self._store_loss(self._checked_loss(loss, x, t, tolerance), x.dtype)
 
     def updateGradInput(self, input, target):
         x, t, tolerance = self._prepare(input, target)
         grad_input = self._grad_input_buffer(x.shape, x.dtype)
         if self._run(1, x, t, tolerance, grad_input, *self._extra(x.dtype)):
-            self._refuse_input(x)
+            self._refuse_flagged(x, t, tolerance)
         return grad_input
 
-    def _checked_loss(self, loss, x):
-        """The loss, after raising for any input the kernel's pass flagged (see
-        ClassNLLCriterion)."""
+    def _checked_loss(self, loss, x, t, tolerance):
+        """The loss, after raising for what the forward kernel flagged with a NaN loss (a
+        label out of range; see also ClassNLLCriterion). A NaN loss that is not flagged is
+        the loss of NaN or infinite input, and is returned."""
+        if loss != loss:
+            self._refuse_flagged(x, t, tolerance)
         return loss
 
+    def _refuse_flagged(self, x, t, tolerance):
+        """Raises for the rows a kernel flagged: labels out of range, then input the form
+        refuses (see ClassNLLCriterion)."""
+        if tolerance is None:
+            self._check_labels(t, x.shape[1])
+        self._refuse_input(x)
+
     def _refuse_input(self, x):
-        """Raises for input the backward kernel's pass flagged (see ClassNLLCriterion)."""
+        """Raises for input this form refuses (see ClassNLLCriterion)."""
 
 
 class ClassNLLCriterion(_ClassCriterion):
@@ -143,12 +159,7 @@ class ClassNLLCriterion(_ClassCriterion):
 
     # The probability form refuses negative input. Its kernels check every input in their own
     # pass (forward: a NaN loss for such a row; backward: a count), so the check costs no
-    # separate scan; these raise on what they flagged.
-    def _checked_loss(self, loss, x):
-        if loss != loss and not self.log_input:  # NaN: a negative input, or NaN in the input
-            self._refuse_input(x)
-        return loss
-
+    # separate scan; this raises on what they flagged.
     def _refuse_input(self, x):
         if not self.log_input and (x < 0).any():
             raise ValueError(
@@ -190,7 +201,7 @@ class CrossEntropyCriterion(_ClassCriterion):
         calls._row_total = row_total = _checks.buffer(calls._row_total, (n,), np.dtype(np.float64))
         loss = self._run(0, x, t, tolerance, self._row_loss_buffer(n, x.dtype), row_top, row_total)
         calls._forward_input = input
-        return self._store_loss(loss, x.dtype)
+        return self._store_loss(self._checked_loss(loss, x, t, tolerance), x.dtype)
 
     def updateGradInput(self, input, target):
         x, t, tolerance = self._prepare(input, target)

@@ -259,3 +259,26 @@ def test_probability_form_refuses_negative_input_found_in_the_kernels_pass(backe
             with_nan = p.copy()
             with_nan[0, labels[0]] = np.nan
             assert np.isnan(criterion.forward(with_nan, target))
+
+
+@pytest.mark.parametrize("backend", ["numba", "numpy"])
+@pytest.mark.parametrize("make", [lambda: nnjit.ClassNLLCriterion(),
+                                  lambda: nnjit.ClassNLLCriterion(log_input=True),
+                                  nnjit.CrossEntropyCriterion], ids=["prob", "log", "cross_entropy"])
+@pytest.mark.parametrize("n, c", [(4, 3), (300, 1000)])
+def test_labels_out_of_range_are_refused_on_both_passes(make, backend, n, c):
+    """The kernels flag labels out of range; the module names the bad label, at small and
+    parallel sizes, whatever the input (NaN input must not hide a bad label)."""
+    x = np.full((n, c), 1 / c, np.float32)
+    with nnjit.backend(backend):
+        criterion = make()
+        for bad in [c, -1, 2**62, np.uint64(2**63 + 5)]:
+            labels = np.arange(n, dtype=np.uint64 if isinstance(bad, np.uint64) else np.int64) % c
+            labels[n // 2] = bad
+            for inputs in (x, np.full_like(x, np.nan)):
+                for call in (criterion.forward, criterion.backward):
+                    with pytest.raises(ValueError, match=rf"labels must be in \[0, {c}\), got {bad}"):
+                        call(inputs, labels)
+        labels = np.arange(n) % c
+        assert np.isfinite(criterion.forward(x, labels))  # and it still works afterwards
+        assert np.isfinite(criterion.backward(x, labels)).all()

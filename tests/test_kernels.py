@@ -299,3 +299,34 @@ def test_probability_kernels_flag_rows_with_negative_input(name, dtype):
             flagged = {1, 3, 300} if n > 100 else {1, 3}
             # row 200's loss is NaN too where its NaN input enters the loss (not a flag)
             assert flagged <= set(np.flatnonzero(np.isnan(rows))) <= flagged | {200}
+
+
+LABELS_KERNELS = ["nll_prob_labels_update_output", "nll_prob_labels_update_grad_input",
+                  "nll_log_labels_update_output", "nll_log_labels_update_grad_input",
+                  "cross_entropy_labels_update_output", "cross_entropy_labels_update_grad_input"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", LABELS_KERNELS)
+def test_labels_kernels_flag_labels_out_of_range(name, dtype):
+    """Labels kernels check each label as they read it: a row with a label outside [0, c)
+    reads and writes nothing at it (forward: a NaN row loss, backward: counted in the
+    result, its row without the label's term), identically on every path."""
+    kernel = K.ALL_KERNELS[name]
+    for n, c in [(6, 13), (301, 257)]:
+        args = ARGS[name](np.random.default_rng(5), n, c, dtype)
+        labels = args[1]
+        bad_rows = [1, 4] if n < 100 else [1, 4, 150, 300]
+        labels[bad_rows] = [c, -1] if n < 100 else [c, -1, 2**40, -2**62]
+        for variant in [kernel.serial, kernel.parallel]:
+            _check_against_twin(variant, kernel.numpy, args, dtype)
+        numba_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        result = kernel.numba(*numba_args)
+        if name.endswith("grad_input"):
+            assert result == len(bad_rows)
+            if not name.startswith("cross_entropy"):
+                assert not numba_args[2][bad_rows].any()
+        else:
+            row_loss = numba_args[2]
+            assert set(np.flatnonzero(np.isnan(row_loss))) == set(bad_rows)
+            assert np.isnan(result)
