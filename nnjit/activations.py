@@ -8,6 +8,8 @@ from .module import Module
 class _Elementwise(Module):
     """A parameter-free module whose kernels run over the flattened input."""
 
+    _keeps_width = True
+
     forward_kernel = None
     backward_kernel = None
 

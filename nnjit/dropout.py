@@ -13,6 +13,8 @@ class Dropout(Module):
     ``np.random.seed`` makes a run repeatable); the mask is a hash of (seed, element index),
     identical on both backends and for any thread count."""
 
+    _keeps_width = True
+
     def __init__(self, p=0.5, seed=None):
         super().__init__()
         self.p = _checks.probability(p, "Dropout")

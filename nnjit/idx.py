@@ -4,7 +4,9 @@ An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
 one big-endian uint32 per dimension, then the data, big-endian, row-major.
 """
 import gzip
+import math
 import os
+import zlib
 
 import numpy as np
 
@@ -20,41 +22,73 @@ class IDXError(ValueError):
     """An IDX file that is corrupt, truncated or does not fit its partner file."""
 
 
+# Deflate cannot expand data more than about 1032 times: a .gz whose header declares more data
+# than that is refused before anything is decompressed.
+_MAX_GZIP_RATIO = 1100
+_MAX_DIMENSIONS = 32  # NumPy 1.x's limit
+_CHUNK = 1 << 24  # decompressed in 16 MB pieces, straight into the array
+
+
+def _read_exactly(stream, size, name, what):
+    data = stream.read(size)
+    if len(data) < size:
+        raise IDXError(f"{name}: truncated {what} ({len(data)} of {size} bytes)")
+    return data
+
+
 def read_idx(path):
-    """The array stored in IDX file ``path`` (``.gz`` is decompressed), in native byte order."""
+    """The array stored in IDX file ``path`` (``.gz`` is decompressed), in native byte order.
+
+    Memory is bounded by the file itself: the header is read first and at most the data it
+    declares (plus one byte, to detect trailing data) is read or decompressed; a plain file
+    whose size disagrees with its header, or a .gz declaring more than deflate can hold, is
+    refused before any data is read. Corrupt, truncated or inconsistent files raise IDXError;
+    a missing or unreadable file raises the OSError."""
     name = os.fspath(path)
+    gzipped = name.endswith(".gz")
     try:
-        if name.endswith(".gz"):
-            with gzip.open(name, "rb") as stream:
-                raw = stream.read()
-        else:
-            with open(name, "rb") as stream:
-                raw = stream.read()
-    except (gzip.BadGzipFile, EOFError, OSError) as exc:
-        if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError)):
-            raise
+        with open(name, "rb") as raw_file:
+            file_size = os.fstat(raw_file.fileno()).st_size
+            stream = gzip.GzipFile(fileobj=raw_file, mode="rb") if gzipped else raw_file
+            return _read_stream(stream, name, file_size, gzipped)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise IDXError(f"{name}: cannot be decompressed ({exc})") from exc
-    if len(raw) < 4:
-        raise IDXError(f"{name}: {len(raw)} bytes, too short for an IDX header")
-    zero1, zero2, type_code, ndim = raw[:4]
+
+
+def _read_stream(stream, name, file_size, gzipped):
+    magic = stream.read(4)
+    if len(magic) < 4:
+        raise IDXError(f"{name}: {len(magic)} bytes, too short for an IDX header")
+    zero1, zero2, type_code, ndim = magic
     if zero1 or zero2 or type_code not in _TYPES:
-        raise IDXError(f"{name}: not an IDX file (magic number {raw[:4].hex()})")
-    if ndim == 0:
-        raise IDXError(f"{name}: an IDX file with 0 dimensions")
+        raise IDXError(f"{name}: not an IDX file (magic number {magic.hex()})")
+    if not 1 <= ndim <= _MAX_DIMENSIONS:
+        raise IDXError(f"{name}: an IDX file with {ndim} dimensions (nnjit reads 1 to "
+                       f"{_MAX_DIMENSIONS})")
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise IDXError(f"{name}: truncated header ({len(raw)} bytes, {header} needed for "
-                       f"{ndim} dimensions)")
-    shape = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4))
+    dims = _read_exactly(stream, 4 * ndim, name, f"header of {ndim} dimensions")
+    shape = tuple(int(d) for d in np.frombuffer(dims, ">u4"))
     dtype = _TYPES[type_code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    found = len(raw) - header
-    if found < expected:
-        raise IDXError(f"{name}: truncated: shape {shape} needs {expected} bytes of data, "
-                       f"the file has {found}")
-    if found > expected:
-        raise IDXError(f"{name}: {found - expected} bytes after the data of shape {shape}")
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no wrap-around
+    if not gzipped and file_size - header != expected:
+        what = "truncated" if file_size - header < expected else \
+            f"{file_size - header - expected} bytes after the data"
+        raise IDXError(f"{name}: {what}: shape {shape} needs {expected} bytes of data, the "
+                       f"file has {file_size - header}")
+    if gzipped and expected > _MAX_GZIP_RATIO * max(file_size, 1):
+        raise IDXError(f"{name}: its header declares shape {shape} ({expected} bytes), more "
+                       f"than a .gz of {file_size} bytes can hold")
+    data = np.empty(expected, np.uint8)  # pages are only committed as the data arrives
+    view, filled = memoryview(data), 0
+    while filled < expected:
+        got = stream.readinto(view[filled:filled + _CHUNK])
+        if not got:
+            raise IDXError(f"{name}: truncated: shape {shape} needs {expected} bytes of data, "
+                           f"the file has {filled}")
+        filled += got
+    if stream.read(1):
+        raise IDXError(f"{name}: more data after the {expected} bytes of shape {shape}")
+    return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def _find(folder, stem):
@@ -74,11 +108,14 @@ def _images_and_labels(images_path, labels_path):
     if labels.ndim != 1 or labels.dtype != np.uint8:
         raise IDXError(f"{labels_path}: expected uint8 labels (count,), got "
                        f"{labels.dtype} {labels.shape}")
+    if len(images) == 0:
+        raise IDXError(f"{images_path}: holds no images")
     if len(images) != len(labels):
         raise IDXError(f"{labels_path}: {len(labels)} labels for the {len(images)} images of "
                        f"{images_path}")
-    return (images.reshape(len(images), -1) / np.float32(255)).astype(np.float32), \
-        labels.astype(np.int64)
+    pixels = images.reshape(len(images), -1).astype(np.float32)
+    pixels /= np.float32(255)  # in float32: a float64 temporary would be 8 bytes per pixel
+    return pixels, labels.astype(np.int64)
 
 
 def load_mnist(folder):

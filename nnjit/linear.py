@@ -39,6 +39,9 @@ class Linear(Module):
 
     _state_names = ("W", "b")  # what nnjit.save writes
 
+    def _widths(self):
+        return self.n_in, self.n_out
+
     def __init__(self, n_in, n_out, dtype=np.float32):
         super().__init__()
         n_in = _checks.positive_int(n_in, "Linear", "n_in")

@@ -133,6 +133,14 @@ class Module(_PerThreadCalls):
     def __repr__(self):
         return self._name
 
+    # Feature widths, for checks that need them before any input is seen (nnjit.load sizing
+    # BatchNormalization's statistics from its neighbours in a Sequential).
+    _keeps_width = False  # True for modules whose output has the width of their input
+
+    def _widths(self):
+        """(input features, output features) when the module fixes them, else None."""
+        return None
+
     # helpers for subclasses -------------------------------------------------------------
     # (the call state is fetched once: these run on every call)
     def _output_buffer(self, shape, dtype, input):

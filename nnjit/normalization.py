@@ -17,6 +17,10 @@ class BatchNormalization(Module):
 
     EPS = 1e-3
     _state_names = ("moving_mean", "moving_variance")  # what nnjit.save writes
+    _keeps_width = True
+
+    def _widths(self):
+        return None if self.moving_mean is None else (self.moving_mean.shape[0],) * 2
 
     def __init__(self, alpha=0.0):
         super().__init__()
@@ -91,6 +95,10 @@ class ChannelwiseScaling(Module):
     gradBeta = _Parameter()
 
     _state_names = ("gamma", "beta")  # what nnjit.save writes
+    _keeps_width = True
+
+    def _widths(self):
+        return self.n_out, self.n_out
 
     def __init__(self, n_out, dtype=np.float32):
         super().__init__()

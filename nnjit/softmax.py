@@ -7,6 +7,7 @@ from .module import Module
 class _RowNormalizer(Module):
     """Backward uses the forward output; it is recomputed when backward gets another input."""
 
+    _keeps_width = True
     forward_kernel = None
     backward_kernel = None
 

@@ -23,11 +23,12 @@ from .idx import IDXError, load_mnist
 from .linear import Linear
 from .normalization import BatchNormalization, ChannelwiseScaling
 from .optim import adam_optimizer, sgd_momentum
-from .serialize import StateFileError, load, save
+from .serialize import StateFileError, check_writable, load, save
 from .softmax import LogSoftMax
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": SoftPlus}
 OPTIMIZERS = {"adam": adam_optimizer, "sgd_momentum": sgd_momentum}
+MAX_WIDTH = 1 << 20  # per hidden layer; the memory check below is the real bound
 SPLIT_SEED = 0  # the digits' train/validation split does not move with --seed
 
 
@@ -114,8 +115,8 @@ def train(args, out=None):
     if args.data:
         try:
             x_train, y_train, x_val, y_val = load_mnist(args.data)
-        except (IDXError, FileNotFoundError) as exc:
-            raise TrainError(str(exc)) from None
+        except (IDXError, OSError) as exc:
+            raise TrainError(_one_line(exc)) from None
         source = f"MNIST IDX files in {args.data}"
     else:
         x_train, y_train, x_val, y_val = load_digits_split()
@@ -123,18 +124,28 @@ def train(args, out=None):
     dtype = np.dtype(args.dtype)
     x_train, x_val = x_train.astype(dtype), x_val.astype(dtype)
     n_classes = int(max(y_train.max(), y_val.max())) + 1
+    present = np.unique(y_train).size
+    if present < n_classes:
+        _warn(f"labels run from 0 to {n_classes - 1}, so the model has {n_classes} outputs, but "
+              f"only {present} of those classes occur in the training data")
+    _check_model_memory(x_train.shape[1], n_classes, args.hidden, dtype)
 
     np.random.seed(args.seed)  # weights and dropout masks
-    model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
-                        args.batchnorm, args.dropout, dtype)
+    try:
+        model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
+                            args.batchnorm, args.dropout, dtype)
+    except MemoryError:
+        raise TrainError(f"not enough memory for a model with hidden sizes {args.hidden}") from None
     criterion = ClassNLLCriterion(log_input=True)
     step, config = OPTIMIZERS[args.optimizer], optimizer_config(args)
     state = {}
     if args.load:
         try:
             state = load(args.load, model)
-        except (StateFileError, FileNotFoundError) as exc:
-            raise TrainError(str(exc)) from None
+        except (StateFileError, OSError) as exc:
+            raise TrainError(_one_line(exc)) from None
+        if not all(np.isfinite(p).all() for p in _parameters(model)):
+            _warn(f"{args.load} holds NaN or infinite weights: training will not recover from them")
         if state and args.optimizer == "adam" and "m" not in state \
                 or state and args.optimizer == "sgd_momentum" and "accumulated_grads" not in state:
             raise TrainError(f"{args.load} holds the state of another optimizer than "
@@ -188,12 +199,49 @@ def train(args, out=None):
     print(f"final validation accuracy: {history['val_accuracy'][-1]:.4f} "
           f"(training took {time.perf_counter() - began:.2f} s)", file=out)
     if args.save:
-        save(args.save, model, state)
+        try:
+            save(args.save, model, state)
+        except OSError as exc:  # checked at the start; the disk may have filled up since
+            raise TrainError(f"--save {args.save}: {exc}") from None
         print(f"saved weights, statistics and optimizer state to {args.save}", file=out)
     if args.plot:
         plot_history(history, args.plot)
         print(f"saved the curves to {args.plot}", file=out)
     return history
+
+
+def _one_line(exc):
+    """An exception as one line (a load refusal lists its problems on several)."""
+    lines = str(exc).splitlines() or [type(exc).__name__]
+    return lines[0] + (f" {'; '.join(line.strip() for line in lines[1:])}" if len(lines) > 1 else "")
+
+
+def _warn(message):
+    print(f"python -m nnjit train: warning: {message}", file=sys.stderr)
+
+
+def _parameters(model):
+    for item in model.getParameters():
+        if isinstance(item, (list, tuple)):
+            yield from item
+        else:
+            yield item
+
+
+def _check_model_memory(n_in, n_classes, hidden, dtype):
+    """Refuses a model whose weights, gradients and optimizer buffers (4 copies) would not
+    fit in this machine's memory, before anything is allocated."""
+    widths = [n_in, *hidden, n_classes]
+    values = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    needed = 4 * values * dtype.itemsize
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > available:
+        raise TrainError(f"hidden sizes {hidden} make a model of {values:,} {dtype.name} weights: "
+                         f"{needed / 2**30:.1f} GiB with gradients and optimizer state, more than "
+                         f"this machine's {available / 2**30:.1f} GiB")
 
 
 def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config):
@@ -241,6 +289,27 @@ def _positive_int(text):
     return value
 
 
+def _non_negative_int(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _layer_width(text):
+    value = _positive_int(text)
+    if value > MAX_WIDTH:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WIDTH:,}, got {value:,}")
+    return value
+
+
+def _seed(text):
+    value = int(text)
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {value}")
+    return value
+
+
 def _probability(text):
     value = float(text)
     if not 0 <= value < 1:
@@ -248,21 +317,39 @@ def _probability(text):
     return value
 
 
+def _learning_rate(text):
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {value}")
+    return value
+
+
+def _check_plot_format(path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    formats = FigureCanvasAgg(Figure()).get_supported_filetypes()
+    extension = os.path.splitext(path)[1].lstrip(".").lower()
+    if extension not in formats:
+        raise SystemExit(f"python -m nnjit train: --plot {path}: unknown image format "
+                         f"{extension!r}; use one of {', '.join(sorted(formats))}")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="python -m nnjit train", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", metavar="FOLDER", help="MNIST IDX files (default: sklearn digits)")
-    p.add_argument("--hidden", type=_positive_int, nargs="*", default=[128],
+    p.add_argument("--hidden", type=_layer_width, nargs="*", default=[128],
                    help="hidden layer sizes")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     p.add_argument("--batchnorm", action="store_true", help="BatchNormalization + scaling")
     p.add_argument("--dropout", type=_probability, default=0.0, metavar="P")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--momentum", type=float, default=0.9, help="for sgd_momentum")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=_learning_rate, default=1e-3, help="learning rate")
+    p.add_argument("--momentum", type=_probability, default=0.9, help="for sgd_momentum, in [0, 1)")
+    p.add_argument("--epochs", type=_non_negative_int, default=20)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--backend", choices=list(_backend.BACKENDS), default=None,
                    help="default: NNJIT_BACKEND or numba")
@@ -275,18 +362,20 @@ def parser():
 
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.epochs < 0:
-        raise SystemExit("python -m nnjit train: --epochs must be 0 or more")
     if args.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise SystemExit("python -m nnjit train: --plot needs matplotlib: "
                              "pip install 'nnjit[plot]'") from None
-    for path in (args.save, args.plot):
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder and not os.path.isdir(folder):
-            raise SystemExit(f"python -m nnjit train: no folder {folder} for {path}")
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        if path:  # before training: a run is not lost to a bad destination at its end
+            try:
+                check_writable(path)
+            except OSError as exc:
+                raise SystemExit(f"python -m nnjit train: {option}: {exc}") from None
+    if args.plot:
+        _check_plot_format(args.plot)
     if args.threads:
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "

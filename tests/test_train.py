@@ -158,9 +158,10 @@ def test_mnist_folder_problems_reach_the_command_line(tmp_path):
         train.main(["--data", folder, "--epochs", "1"])
 
 
-def test_command_line_refusals(tmp_path, monkeypatch):
-    with pytest.raises(SystemExit, match="--epochs must be 0 or more"):
+def test_command_line_refusals(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):  # argparse
         train.main(["--epochs", "-1"])
+    assert "--epochs: must be 0 or more" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no folder"):
         train.main(["--save", str(tmp_path / "missing" / "w.npz")])
     with pytest.raises(SystemExit):  # argparse: dropout outside [0, 1)
@@ -261,7 +262,7 @@ def test_load_refuses_files_that_are_not_nnjit_state(tmp_path):
         nnjit.load(plain, _model())
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, format=np.array("nnjit-1"), evil=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(StateFileError, match="not a readable .npz file"):
+    with pytest.raises(StateFileError, match="evil: holds objects"):
         nnjit.load(pickled, _model())
     with pytest.raises(TypeError, match="expected a Module"):
         nnjit.save(tmp_path / "x.npz", [np.zeros(2)])
