@@ -11,6 +11,7 @@ import numpy as np
 
 from nnjit._backend import get_backend
 
+from . import _cache
 from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
 ALL_KERNELS = {}
@@ -107,14 +108,22 @@ class Kernel:
         return f"<nnjit kernel {self.name}>"
 
 
+def _njit(func, parallel, fastmath):
+    """numba.njit with the house options, and nnjit's compiled-kernel cache (see _cache.py),
+    keyed on these options."""
+    dispatcher = numba.njit(parallel=parallel, fastmath=fastmath, error_model="numpy",
+                            nogil=True)(func)
+    return _cache.attach(dispatcher, (parallel, tuple(sorted(fastmath)), "numpy", True))
+
+
 def jit(func):
     """A serial helper compiled with the house flags, callable from kernels."""
-    return numba.njit(fastmath=FASTMATH, error_model="numpy", nogil=True)(func)
+    return _njit(func, False, FASTMATH)
 
 
 def ordered_jit(func):
     """A serial helper whose floating-point operations keep the order they are written in."""
-    return numba.njit(fastmath=FASTMATH_ORDERED, error_model="numpy", nogil=True)(func)
+    return _njit(func, False, FASTMATH_ORDERED)
 
 
 @jit
@@ -180,8 +189,8 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """
 
     def wrap(body):
-        serial = numba.njit(parallel=False, fastmath=FASTMATH, error_model="numpy", nogil=True)(body)
-        parallel = numba.njit(parallel=True, fastmath=FASTMATH, error_model="numpy", nogil=True)(body)
+        serial = _njit(body, False, FASTMATH)
+        parallel = _njit(body, True, FASTMATH)
 
         def run(*args):
             if _compile_both.get():

@@ -266,3 +266,25 @@ def test_load_refuses_files_that_are_not_nnjit_state(tmp_path):
         nnjit.load(pickled, _model())
     with pytest.raises(TypeError, match="expected a Module"):
         nnjit.save(tmp_path / "x.npz", [np.zeros(2)])
+
+
+def test_digits_read_without_importing_sklearn_equal_load_digits():
+    from sklearn.datasets import load_digits
+    pixels, labels = train._digits()
+    digits = load_digits()
+    np.testing.assert_array_equal(pixels, digits.data)
+    np.testing.assert_array_equal(labels, digits.target)
+    assert labels.dtype == np.int64
+
+
+def test_digits_fall_back_to_load_digits_when_the_csv_moved(monkeypatch, tmp_path):
+    real_find_spec = train.importlib.util.find_spec
+
+    def moved(name, *args):
+        spec = real_find_spec(name, *args)
+        if name == "sklearn":
+            spec = train.importlib.util.spec_from_file_location("sklearn", tmp_path / "__init__.py")
+        return spec
+    monkeypatch.setattr(train.importlib.util, "find_spec", moved)
+    pixels, labels = train._digits()
+    assert pixels.shape == (1797, 64) and labels.shape == (1797,)
