@@ -3,6 +3,7 @@
 Calling a kernel (``softmax_update_output(x, out)``) follows the backend in force;
 ``kernel.numba`` and ``kernel.numpy`` force one path. ``ALL_KERNELS`` maps names to kernels.
 """
+from ._dispatch import BACKENDS, backend, get_backend, set_backend
 from ._jit import ALL_KERNELS, Kernel
 from .activations import (elu_update_grad_input, elu_update_output,
                           leaky_relu_update_grad_input, leaky_relu_update_output,
@@ -26,4 +27,5 @@ from .optim import adam_step, sgd_momentum_step
 from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
                       softmax_update_grad_input, softmax_update_output)
 
-__all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold"]
+__all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold",
+                                 "BACKENDS", "backend", "get_backend", "set_backend"]

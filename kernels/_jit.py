@@ -9,9 +9,8 @@ import threading
 import numba
 import numpy as np
 
-from nnjit._backend import get_backend
-
 from . import _cache
+from ._dispatch import get_backend
 from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
 ALL_KERNELS = {}

@@ -32,7 +32,7 @@ def _kernels_beside_a_source_tree():
 
 _kernels_beside_a_source_tree()
 
-from ._backend import BACKENDS, backend, get_backend, set_backend
+from .kernels import BACKENDS, backend, get_backend, set_backend
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
 from .criterions import (ClassNLLCriterion, ClassNLLCriterionUnstable, CrossEntropyCriterion,

@@ -16,7 +16,7 @@ import time
 import numba
 import numpy as np
 
-from . import _backend
+from .kernels import _dispatch
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
 from .criterions import ClassNLLCriterion
@@ -170,7 +170,7 @@ def train(args, out=None):
     print(f"data: {source}: {len(x_train)} training and {len(x_val)} validation samples, "
           f"{n_classes} classes", file=out)
     print(f"model: {model!r}", file=out)
-    print(f"backend {_backend.get_backend()}, {numba.get_num_threads()} threads, "
+    print(f"backend {_dispatch.get_backend()}, {numba.get_num_threads()} threads, "
           f"{dtype.name}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}, "
           f"seed {args.seed}", file=out)
 
@@ -368,7 +368,7 @@ def parser():
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--backend", choices=list(_backend.BACKENDS), default=None,
+    p.add_argument("--backend", choices=list(_dispatch.BACKENDS), default=None,
                    help="default: NNJIT_BACKEND or numba")
     p.add_argument("--threads", type=_positive_int, help="numba threads (default: all)")
     p.add_argument("--plot", metavar="FILE.png", help="save loss and accuracy curves")
@@ -399,7 +399,7 @@ def main(argv=None):
                              f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
         numba.set_num_threads(args.threads)
     try:
-        with _backend.backend(args.backend or _backend.get_backend()):
+        with _dispatch.backend(args.backend or _dispatch.get_backend()):
             train(args)
     except TrainError as exc:
         raise SystemExit(f"python -m nnjit train: {exc}") from None

@@ -1,4 +1,6 @@
-"""The backend switch: which path ("numba" or "numpy") every kernel call takes.
+"""The backend switch: which path ("numba" or "numpy") every kernel call takes. It lives with
+the kernels (Kernel.__call__ reads it on every call); nnjit re-exports it as nnjit.set_backend,
+nnjit.backend, nnjit.get_backend and nnjit.BACKENDS.
 
 The global choice comes from ``NNJIT_BACKEND`` (default "numba") and ``set_backend``;
 ``with backend(name):`` overrides it for the current thread (or asyncio task) only, so one
