@@ -190,6 +190,8 @@ class CrossEntropyCriterion(_ClassCriterion):
     forward first, and so does backward of an input changed in place since its forward (the
     backward pass checks each row's sum of exponentials against the kept one)."""
 
+    _per_call = ("_row_top", "_row_total", "_forward_input")  # what backward reuses
+
     labels_kernels = (K.cross_entropy_labels_update_output, K.cross_entropy_labels_update_grad_input)
     dense_kernels = (K.cross_entropy_update_output, K.cross_entropy_update_grad_input)
 

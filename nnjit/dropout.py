@@ -13,6 +13,8 @@ class Dropout(Module):
     ``np.random.seed`` makes a run repeatable); the mask is a hash of (seed, element index),
     identical on both backends and for any thread count."""
 
+    _per_call = ("_mask_seed", "_mask_shape")  # the last forward's mask
+
     _keeps_width = True
 
     def __init__(self, p=0.5, seed=None):

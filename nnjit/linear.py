@@ -32,6 +32,8 @@ class Linear(Module):
     can be assigned directly), b (n_out,), both uniform in +-1/sqrt(n_in). Computes in its
     parameters' dtype (float32 unless ``dtype=``), casting floating inputs to it."""
 
+    _per_call = ("_weight_buffer",)  # scratch for the weight gradient
+
     W = _Parameter()
     b = _Parameter()
     gradW = _Parameter()

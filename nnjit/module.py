@@ -14,22 +14,12 @@ from . import _checks
 
 
 class _CallState(threading.local):
-    """Per-thread attributes of a module, None until the thread first sets them."""
+    """Per-thread attributes of a module, None until the thread first sets them. Each module
+    class gets a subclass with its own attributes (see _PerThreadCalls.__init_subclass__)."""
     output = None
     gradInput = None
-    _row_loss = None
-    _row_top = None
-    _row_total = None
-    _weight_buffer = None
-    _save_mean = None
-    _save_invstd = None
-    _forward_input = None
-    _forward_key = None
-    _mask_seed = None
-    _mask_shape = None
 
 
-_PER_CALL = frozenset(name for name in vars(_CallState) if not name.startswith("__"))
 _CREATE_LOCK = threading.Lock()
 
 
@@ -37,7 +27,7 @@ def _calls(module):
     calls = module.__dict__.get("_call_state")
     if calls is None:  # a subclass that skipped __init__: create it once, under a lock
         with _CREATE_LOCK:
-            calls = module.__dict__.setdefault("_call_state", _CallState())
+            calls = module.__dict__.setdefault("_call_state", type(module)._call_state_class())
     return calls
 
 
@@ -59,21 +49,39 @@ def _per_thread(name):
 
 
 class _PerThreadCalls:
-    """The attributes of _CallState, per thread (the properties are added below)."""
+    """Attributes kept per thread: ``output`` and ``gradInput``, and whatever a subclass names
+    in its ``_per_call`` tuple (what one call writes and the next call of the same thread reads,
+    such as what backward needs from forward). A class's names are added to its bases'."""
+
+    _per_call = ("output", "gradInput")
+    _per_call_names = frozenset(_per_call)
+    _call_state_class = _CallState
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        new = [name for name in cls.__dict__.get("_per_call", ()) if name not in cls._per_call_names]
+        if not new:
+            return
+        cls._per_call_names = cls._per_call_names | frozenset(new)
+        cls._call_state_class = type(f"{cls.__name__}CallState", (cls._call_state_class,),
+                                     dict.fromkeys(new))
+        for name in new:
+            setattr(cls, name, _per_thread(name))
 
     def __getstate__(self):
         """Copies and pickles carry the calling thread's call state as plain values."""
         state = {k: v for k, v in self.__dict__.items() if k != "_call_state"}
-        state.update({name: getattr(_calls(self), name) for name in _PER_CALL})
+        calls = _calls(self)
+        state.update({name: getattr(calls, name) for name in type(self)._per_call_names})
         return state
 
     def __setstate__(self, state):
-        self.__dict__["_call_state"] = _CallState()
+        self.__dict__["_call_state"] = type(self)._call_state_class()
         for name, value in state.items():
             setattr(self, name, value)
 
 
-for _name in _PER_CALL:
+for _name in _PerThreadCalls._per_call:
     setattr(_PerThreadCalls, _name, _per_thread(_name))
 
 
@@ -81,7 +89,7 @@ class Module(_PerThreadCalls):
     """A layer: ``output = forward(input)``, ``gradInput = backward(input, gradOutput)``."""
 
     def __init__(self):
-        self.__dict__["_call_state"] = _CallState()
+        self.__dict__["_call_state"] = type(self)._call_state_class()
         self.training = True
 
     def forward(self, input):
@@ -157,8 +165,10 @@ class Module(_PerThreadCalls):
 class Criterion(_PerThreadCalls):
     """A loss: ``loss = forward(input, target)``, ``gradInput = backward(input, target)``."""
 
+    _per_call = ("_row_loss",)
+
     def __init__(self):
-        self.__dict__["_call_state"] = _CallState()
+        self.__dict__["_call_state"] = type(self)._call_state_class()
 
     def forward(self, input, target):
         """Compute, store in ``output`` and return the loss (a scalar of the input's dtype)."""

@@ -15,6 +15,8 @@ class BatchNormalization(Module):
     ``moving = alpha * moving + (1 - alpha) * batch`` (moving statistics start at 0 and 1, as
     in torch). Computes in the input's dtype."""
 
+    _per_call = ("_save_mean", "_save_invstd", "_forward_input", "_forward_key")
+
     EPS = 1e-3
     _state_names = ("moving_mean", "moving_variance")  # what nnjit.save writes
     _keeps_width = True

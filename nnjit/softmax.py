@@ -7,6 +7,8 @@ from .module import Module
 class _RowNormalizer(Module):
     """Backward uses the forward output; it is recomputed when backward gets another input."""
 
+    _per_call = ("_forward_input",)  # backward reuses the output of this input
+
     _keeps_width = True
     forward_kernel = None
     backward_kernel = None

@@ -110,3 +110,48 @@ def test_workqueue_layer_is_guarded_instead_of_aborting():
                           timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "workqueue"
+
+
+class _Recorder(nnjit.Module):
+    """A module written outside nnjit: it declares its own per-call attribute."""
+
+    _per_call = ("_last_input_sum",)
+
+    def updateOutput(self, input):
+        self._last_input_sum = float(np.sum(input))
+        self.output = np.asarray(input) * 2
+        return self.output
+
+
+def test_a_new_module_declares_its_own_per_thread_state():
+    """Per-call attributes come from each class's _per_call (module.py names none of its
+    subclasses' attributes): per thread, carried by copies and pickles, not shared with
+    other classes."""
+    import copy
+    import pickle
+    import threading
+
+    module = _Recorder()
+    assert "_last_input_sum" not in nnjit.Module._per_call_names
+    assert {"output", "gradInput", "_last_input_sum"} <= _Recorder._per_call_names
+    assert "_mask_seed" in nnjit.Dropout._per_call_names and "_mask_seed" not in _Recorder._per_call_names
+    module.forward(np.ones(3))
+    seen = {}
+
+    def other_thread():
+        seen["before"] = module._last_input_sum, module.output
+        module.forward(np.ones(5))
+        seen["after"] = module._last_input_sum
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == {"before": (None, None), "after": 5.0}
+    assert module._last_input_sum == 3.0 and module.output.shape == (3,)
+    for clone in (copy.deepcopy(module), pickle.loads(pickle.dumps(module))):
+        assert clone._last_input_sum == 3.0 and clone.output.shape == (3,)
+        clone.forward(np.ones(4))
+        assert clone._last_input_sum == 4.0 and module._last_input_sum == 3.0
+    bare = _Recorder.__new__(_Recorder)  # a subclass that skipped __init__
+    bare.forward(np.ones(2))
+    assert bare._last_input_sum == 2.0
