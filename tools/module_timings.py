@@ -1,6 +1,6 @@
 """Per-call times through the module API (what users call), numba path against numpy path.
 
-    python tools/module_timings.py [--dtype float32] [--threads 2] [name filters ...]
+    python tools/module_timings.py [name filters ...] [--dtype float32] [--shapes 256x1000 ...]
 
 Each case runs on both backends, interleaved over three rounds (the machine is noisy), and
 the table gives the median of each path's per-round medians and numpy/numba. `nnjit bench`
@@ -76,18 +76,28 @@ def _cases(dtype, shapes):
             yield f"{name}_bwd {size}", backward
 
 
+def _shape(text):
+    try:
+        rows, columns = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is ROWSxCOLUMNS, got {text!r}") from None
+    return rows, columns
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("filters", nargs="*", help="run the cases whose name contains one of these")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per path (3 rounds)")
-    parser.add_argument("--shapes", nargs="+", default=["64x10", "256x1000", "4096x1024"])
+    parser.add_argument("--shapes", nargs="+", type=_shape,
+                        default=[(64, 10), (256, 1000), (4096, 1024)],
+                        help="ROWSxCOLUMNS ... (put name filters before this option)")
     args = parser.parse_args(argv)
     if args.threads:
         import numba
         numba.set_num_threads(args.threads)
-    shapes = [tuple(int(v) for v in text.split("x")) for text in args.shapes]
+    shapes = args.shapes
     print(f"{'case':34s} {'numba us':>10s} {'numpy us':>10s} {'numpy/numba':>12s}", flush=True)
     for name, make in _cases(np.dtype(args.dtype), shapes):
         if args.filters and not any(f in name for f in args.filters):
