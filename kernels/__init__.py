@@ -13,6 +13,13 @@ from .batchnorm import (batch_norm_update_grad_input, batch_norm_update_output,
                         channelwise_scaling_acc_grad_parameters,
                         channelwise_scaling_update_grad_input,
                         channelwise_scaling_update_output)
+from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, chunk_images,
+                   conv2d_acc_grad_bias, conv2d_small_update_grad_input,
+                   conv2d_small_update_output,
+                   conv2d_direct_acc_grad_weight, conv2d_direct_update_grad_input,
+                   conv2d_direct_update_output, conv2d_gemm_acc_grad_weight,
+                   conv2d_gemm_update_grad_input, conv2d_gemm_update_output,
+                   max_pool2d_update_grad_input, max_pool2d_update_output)
 from .dropout import dropout_update_grad_input, dropout_update_output, drop_threshold
 from .linear import bias_acc_grad, bias_add, linear_acc_grad_parameters, linear_update_output
 from .mse import mse_update_grad_input, mse_update_output
@@ -28,4 +35,6 @@ from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
                       softmax_update_grad_input, softmax_update_output)
 
 __all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold",
-                                 "BACKENDS", "backend", "get_backend", "set_backend"]
+                                 "BACKENDS", "backend", "get_backend", "set_backend",
+                                 "CHUNK_BYTES", "DIRECT_MAX_FIELD", "SMALL_MAX_WORK",
+                                 "chunk_images"]

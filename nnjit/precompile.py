@@ -8,11 +8,13 @@ import numpy as np
 
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
+from .conv import Conv2d, MaxPool2d
 from .criterions import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .dropout import Dropout
 from .kernels import _cache
 from .linear import Linear
 from .normalization import BatchNormalization, ChannelwiseScaling
+from .reshape import Flatten
 from .softmax import LogSoftMax, SoftMax
 from .warmup import warmup
 
@@ -37,6 +39,18 @@ def plan(dtype):
     yield "MSECriterion", Sequential(*_body(dtype)), MSECriterion(), np.zeros((2, 4), dtype)
 
 
+def cnn_plan(dtype):
+    """(description, model, input shape): Conv2d's three paths (float64 sums for small work,
+    direct, columns and BLAS) and MaxPool2d."""
+    for side, first in ((8, 4), (64, 8)):
+        pooled = side // 4
+        model = Sequential(Conv2d(1, first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
+                           Conv2d(first, 2 * first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
+                           Flatten(), Linear(2 * first * pooled * pooled, 4, dtype=dtype),
+                           LogSoftMax())
+        yield f"CNN on {side}x{side} images", model, (2, 1, side, side)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nnjit compile", description=__doc__)
     parser.parse_args(argv)
@@ -50,6 +64,12 @@ def main(argv=None):
             start = time.perf_counter()
             x = np.random.default_rng(0).standard_normal((2, 8)).astype(dtype)
             warmup(model, x, criterion, target)
+            print(f"  {np.dtype(dtype).name:8s} {description:55s} "
+                  f"{time.perf_counter() - start:6.1f} s", flush=True)
+        for description, model, shape in cnn_plan(np.dtype(dtype)):
+            start = time.perf_counter()
+            x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+            warmup(model, x, ClassNLLCriterion(log_input=True), np.array([1, 3]))
             print(f"  {np.dtype(dtype).name:8s} {description:55s} "
                   f"{time.perf_counter() - start:6.1f} s", flush=True)
     count, size = _cache.entries(_cache.folder())

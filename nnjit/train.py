@@ -19,11 +19,13 @@ import numpy as np
 from .kernels import _dispatch
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
+from .conv import Conv2d, MaxPool2d
 from .criterions import ClassNLLCriterion
 from .dropout import Dropout
 from .idx import IDXError, load_mnist
 from .linear import Linear
 from .normalization import BatchNormalization, ChannelwiseScaling
+from .reshape import Flatten
 from .optim import adam_optimizer, sgd_momentum
 from .serialize import StateFileError, check_writable, load, save
 from .softmax import LogSoftMax
@@ -81,6 +83,29 @@ def build_model(n_in, n_classes, hidden, activation, batchnorm, dropout, dtype):
         n_in = n_out
     layers += [Linear(n_in, n_classes, dtype=dtype), LogSoftMax()]
     return Sequential(*layers)
+
+
+def build_cnn(side, n_classes, channels, activation, dropout, dtype):
+    """Conv2d(3x3) -> activation -> MaxPool2d(2), twice, then Flatten -> Linear -> LogSoftMax,
+    for (batch, 1, side, side) images."""
+    first, second = channels
+    layers = [Conv2d(1, first, 3, dtype=dtype), ACTIVATIONS[activation](), MaxPool2d(2),
+              Conv2d(first, second, 3, dtype=dtype), ACTIVATIONS[activation](), MaxPool2d(2),
+              Flatten()]
+    if dropout > 0:
+        layers.append(Dropout(dropout))
+    pooled = side // 2 // 2
+    layers += [Linear(second * pooled * pooled, n_classes, dtype=dtype), LogSoftMax()]
+    return Sequential(*layers)
+
+
+def _as_images(x):
+    """(n, side*side) pixels as (n, 1, side, side) images."""
+    side = math.isqrt(x.shape[1])
+    if side * side != x.shape[1] or side < 4:
+        raise TrainError(f"--model cnn needs square images of at least 4x4 pixels, got "
+                         f"{x.shape[1]} pixels per sample")
+    return x.reshape(len(x), 1, side, side)
 
 
 def optimizer_config(args):
@@ -145,12 +170,19 @@ def train(args, out=None):
     if present < n_classes:
         _warn(f"labels run from 0 to {n_classes - 1}, so the model has {n_classes} outputs, but "
               f"only {present} of those classes occur in the training data")
-    _check_model_memory(x_train.shape[1], n_classes, args.hidden, dtype)
-
     np.random.seed(args.seed)  # weights and dropout masks
     try:
-        model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
-                            args.batchnorm, args.dropout, dtype)
+        if args.model == "cnn":
+            if args.batchnorm:
+                raise TrainError("--batchnorm applies to the MLP (BatchNormalization takes "
+                                 "(batch, features))")
+            x_train, x_val = _as_images(x_train), _as_images(x_val)
+            model = build_cnn(x_train.shape[2], n_classes, args.channels, args.activation,
+                              args.dropout, dtype)
+        else:
+            _check_model_memory(x_train.shape[1], n_classes, args.hidden, dtype)
+            model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
+                                args.batchnorm, args.dropout, dtype)
     except MemoryError:
         raise TrainError(f"not enough memory for a model with hidden sizes {args.hidden}") from None
     criterion = ClassNLLCriterion(log_input=True)
@@ -356,8 +388,12 @@ def parser():
     p = argparse.ArgumentParser(prog="python -m nnjit train", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", metavar="FOLDER", help="MNIST IDX files (default: sklearn digits)")
+    p.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp: Linear layers; cnn: two Conv2d-MaxPool2d stages, then Linear")
     p.add_argument("--hidden", type=_layer_width, nargs="*", default=[128],
-                   help="hidden layer sizes")
+                   help="hidden layer sizes (mlp)")
+    p.add_argument("--channels", type=_layer_width, nargs=2, default=[32, 64],
+                   metavar=("C1", "C2"), help="the two convolutions' channels (cnn)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     p.add_argument("--batchnorm", action="store_true", help="BatchNormalization + scaling")
     p.add_argument("--dropout", type=_probability, default=0.0, metavar="P")

@@ -56,7 +56,73 @@ def _eps(dt):
     return dt(1e-15)
 
 
+def _images(r, n, c, dt, channels=2, scale=0.5):
+    """(n, channels, 5, 4 + c % 9) images: the conv and pooling kernels' (n, c) mapping. The
+    scale is moderate: a float32 convolution's error follows the size of its terms, and near-zero
+    outputs of large terms would measure that, not the kernel."""
+    return (r.standard_normal((n, channels, 5, 4 + c % 9)) * scale).astype(dt)
+
+
+def _conv_args(r, n, c, dt):
+    """input, weight (3, 2, 3, 3), bias, output of a 3x3 convolution, stride 1, padding 1."""
+    x = _images(r, n, c, dt)
+    out_shape = (n, 3, x.shape[2], x.shape[3])
+    return x, _x(r, 3, 18, dt, scale=0.5).reshape(3, 2, 3, 3), _x(r, 1, 3, dt)[0], out_shape
+
+
+def _conv_scratch(n, out_shape, dt, channels):
+    positions = out_shape[2] * out_shape[3]
+    chunk = max(min(n, 2), 1)
+    return [np.full((18, chunk * positions), np.nan, dt), np.full((channels, chunk * positions), np.nan, dt)]
+
+
+GEOMETRY = (1, 1, 1, 1)
+
+
+def _conv_kernel_args(kind):
+    def build(r, n, c, dt):
+        x, weight, bias, out_shape = _conv_args(r, n, c, dt)
+        grad_output = _x(r, 1, int(np.prod(out_shape)), dt, scale=0.5).reshape(out_shape)
+        if kind == "output":
+            return [x, weight, bias, np.full(out_shape, np.nan, dt), *GEOMETRY]
+        if kind == "grad_input":
+            return [grad_output, weight, np.full(x.shape, np.nan, dt), *GEOMETRY]
+        if kind == "grad_weight":
+            return [x, grad_output, np.ones(weight.shape, dt), *GEOMETRY]
+        if kind == "gemm_output":
+            return [x, weight, bias, np.full(out_shape, np.nan, dt), *GEOMETRY,
+                    *_conv_scratch(n, out_shape, dt, 3)]
+        if kind == "gemm_grad_input":
+            return [grad_output, weight, np.full(x.shape, np.nan, dt), *GEOMETRY,
+                    *_conv_scratch(n, out_shape, dt, 3)]
+        return [x, grad_output, np.ones(weight.shape, dt), *GEOMETRY,
+                *_conv_scratch(n, out_shape, dt, 3)]
+    return build
+
+
+def _pool_args(r, n, c, dt, backward=False):
+    x = _images(r, n, c, dt)
+    out_shape = (n, 2, 2, x.shape[3] // 2)
+    if not backward:
+        return [x, np.full(out_shape, np.nan, dt), np.full(out_shape, -1, np.int64), 2, 2, 2, 2, 0, 0]
+    indices = r.integers(0, x.shape[2] * x.shape[3], out_shape)
+    return [_x(r, 1, int(np.prod(out_shape)), dt).reshape(out_shape), indices,
+            np.full(x.shape, np.nan, dt)]
+
+
 ARGS = {
+    "conv2d_direct_update_output": _conv_kernel_args("output"),
+    "conv2d_small_update_output": _conv_kernel_args("output"),
+    "conv2d_direct_update_grad_input": _conv_kernel_args("grad_input"),
+    "conv2d_small_update_grad_input": _conv_kernel_args("grad_input"),
+    "conv2d_direct_acc_grad_weight": _conv_kernel_args("grad_weight"),
+    "conv2d_gemm_update_output": _conv_kernel_args("gemm_output"),
+    "conv2d_gemm_update_grad_input": _conv_kernel_args("gemm_grad_input"),
+    "conv2d_gemm_acc_grad_weight": _conv_kernel_args("gemm_grad_weight"),
+    "conv2d_acc_grad_bias": lambda r, n, c, dt: [
+        _x(r, 1, n * 3 * 5 * (4 + c % 9), dt).reshape(n, 3, 5, 4 + c % 9), np.ones(3, dt)],
+    "max_pool2d_update_output": lambda r, n, c, dt: _pool_args(r, n, c, dt),
+    "max_pool2d_update_grad_input": lambda r, n, c, dt: _pool_args(r, n, c, dt, backward=True),
     "softmax_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
     "softmax_update_grad_input": lambda r, n, c, dt: [
         _probabilities(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
@@ -167,7 +233,13 @@ def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
         _check_against_twin(variant, kernel.numpy, args, dtype)
 
 
+# Scratch buffers of the BLAS-path kernels: their content is the kernel's business, not compared.
+SCRATCH = {"conv2d_gemm_update_output": (8, 9), "conv2d_gemm_update_grad_input": (7, 8),
+           "conv2d_gemm_acc_grad_weight": (7, 8)}
+
+
 def _check_against_twin(variant, twin, args, dtype):
+    scratch = SCRATCH.get(twin.__name__.removesuffix("_numpy"), ())
     numba_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     numpy_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
     numba_result = variant(*numba_args)
@@ -179,7 +251,7 @@ def _check_against_twin(variant, twin, args, dtype):
         assert np.asarray(numba_result).dtype == dtype or isinstance(numba_result, float)
         np.testing.assert_allclose(numba_result, numpy_result, **tol)
     for index, (got, want) in enumerate(zip(numba_args, numpy_args)):
-        if isinstance(got, np.ndarray):
+        if isinstance(got, np.ndarray) and index not in scratch:
             assert got.dtype == want.dtype, f"argument {index}"
             np.testing.assert_allclose(got, want, **tol, err_msg=f"argument {index}")
 

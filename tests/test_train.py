@@ -288,3 +288,27 @@ def test_digits_fall_back_to_load_digits_when_the_csv_moved(monkeypatch, tmp_pat
     monkeypatch.setattr(train.importlib.util, "find_spec", moved)
     pixels, labels = train._digits()
     assert pixels.shape == (1797, 64) and labels.shape == (1797,)
+
+
+def test_cnn_on_the_digits_with_default_options(capsys):
+    """python -m nnjit train --model cnn: two Conv2d-MaxPool2d stages; at least 0.985
+    validation accuracy on the digits with the default options."""
+    history = train.train(train.parser().parse_args(["--model", "cnn"]), out=io.StringIO())
+    assert history["val_accuracy"][-1] >= 0.985
+
+
+def test_cnn_on_mnist_shaped_files_and_refusals(tmp_path):
+    folder = _mnist_folder(tmp_path, side=8)
+    history = train.train(train.parser().parse_args(
+        ["--model", "cnn", "--data", folder, "--epochs", "3", "--channels", "4", "8"]),
+        out=io.StringIO())
+    assert len(history["val_accuracy"]) == 3
+    with pytest.raises(SystemExit, match="--batchnorm applies to the MLP"):
+        train.main(["--model", "cnn", "--batchnorm", "--data", folder, "--epochs", "1"])
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    for prefix, n in (("train", 20), ("t10k", 10)):
+        idx.write_idx(odd / f"{prefix}-images-idx3-ubyte", np.zeros((n, 3, 5), np.uint8))
+        idx.write_idx(odd / f"{prefix}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8) % 2)
+    with pytest.raises(SystemExit, match="needs square images"):
+        train.main(["--model", "cnn", "--data", str(odd), "--epochs", "1"])
