@@ -100,3 +100,46 @@ class LayersPeakMemory(_LayerPass):
         for _ in range(10):
             self.forward()
             self.backward()
+
+
+# Image layers at issue 14's shapes (batch 64): input shape and the layer in both libraries.
+IMAGE_LAYERS = {
+    "Conv2d 1->16 28x28": ((64, 1, 28, 28), lambda dtype: nnjit.Conv2d(1, 16, 3, dtype=dtype),
+                           lambda nn: nn.Conv2d(1, 16, 3, padding=1)),
+    "Conv2d 16->32 14x14": ((64, 16, 14, 14), lambda dtype: nnjit.Conv2d(16, 32, 3, dtype=dtype),
+                            lambda nn: nn.Conv2d(16, 32, 3, padding=1)),
+    "MaxPool2d(2) 16x28x28": ((64, 16, 28, 28), lambda dtype: nnjit.MaxPool2d(2),
+                              lambda nn: nn.MaxPool2d(2)),
+}
+
+
+class ImageLayers(Benchmark):
+    """Forward and backward (input and parameter gradients) of Conv2d and MaxPool2d."""
+    params = [list(IMAGE_LAYERS), DTYPES, BACKENDS]
+    param_names = ["layer", "dtype", "backend"]
+
+    def setup(self, layer, dtype, backend):
+        torch = select_backend(backend)
+        shape, make_nnjit, make_torch = IMAGE_LAYERS[layer]
+        x = random_batch(shape, dtype, scale=1.0)
+        if torch is None:
+            module = make_nnjit(dtype)
+            out = module.forward(x)
+            grad_output = random_batch(out.shape, dtype, seed=1, scale=1.0)
+            self.forward = lambda: module.forward(x)
+            self.backward = lambda: module.backward(x, grad_output)
+        else:
+            module = make_torch(torch.nn).to(torch_dtype(torch, dtype))
+            tx = torch.from_numpy(x).requires_grad_()
+            recorded = module(tx)
+            tg = torch.from_numpy(random_batch(tuple(recorded.shape), dtype, seed=1, scale=1.0))
+            self.forward = lambda: module(tx)
+            self.backward = lambda: recorded.backward(tg, retain_graph=True)
+        self.forward()
+        self.backward()
+
+    def time_forward(self, *params):
+        self.forward()
+
+    def time_backward(self, *params):
+        self.backward()
