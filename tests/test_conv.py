@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import nnjit
+from conftest import numeric_gradient
 from nnjit import kernels as K
 
 try:
@@ -204,19 +205,6 @@ def test_serial_and_parallel_variants_agree_with_the_twin(name):
                 np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-def _numeric_gradient(f, array, eps=1e-6):
-    grad = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        old = array[index]
-        array[index] = old + eps
-        plus = f()
-        array[index] = old - eps
-        minus = f()
-        array[index] = old
-        grad[index] = (plus - minus) / (2 * eps)
-    return grad
-
-
 @pytest.mark.parametrize("cin", [1, 3])
 def test_conv2d_gradients_by_central_differences(cin):
     rng = np.random.default_rng(9)
@@ -231,9 +219,9 @@ def test_conv2d_gradients_by_central_differences(cin):
     conv.forward(x)
     grad_input = conv.backward(x, g).copy()
     grad_w, grad_b = conv.gradW.copy(), conv.gradb.copy()
-    np.testing.assert_allclose(grad_input, _numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(grad_w, _numeric_gradient(loss, conv.W), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(grad_b, _numeric_gradient(loss, conv.b), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_input, numeric_gradient(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_w, numeric_gradient(loss, conv.W), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(grad_b, numeric_gradient(loss, conv.b), rtol=1e-6, atol=1e-8)
 
 
 def test_bad_arguments_and_input_name_the_layer():

@@ -4,25 +4,16 @@ MaxPool2d(2) over 64x16x28x28; and the whole conv1-pool1-conv2-pool2 forward+bac
 
     python tools/conv_timings.py        # needs torch==2.13.0; medians of 30 calls, ms
 """
-import statistics
-import time
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 import nnjit
+from _timing import median_seconds
 
 
 def median_ms(call, calls=30):
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return median_seconds(call, calls, warmup=3) * 1e3
 
 
 def row(name, ours, theirs):

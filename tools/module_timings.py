@@ -9,22 +9,15 @@ buffers included.
 """
 import argparse
 import statistics
-import time
 
 import numpy as np
 
 import nnjit
+from _timing import median_seconds
 
 
 def _median_call(call, calls):
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_seconds(call, calls)
 
 
 def _cases(dtype, shapes):
