@@ -12,6 +12,11 @@ import numpy as np
 from . import kernels as K
 
 DEFAULT_SHAPES = [(64, 10), (256, 1000), (4096, 1024)]
+# Image ops run at their own (batch, channels, height, width) shapes, whatever --shapes says:
+# a 3x3 convolution (1 -> 16 channels at 28x28, 16 -> 32 at 14x14), and MaxPool2d(2).
+IMAGE_SHAPES = {"conv2d_fwd": [(64, 1, 28, 28), (64, 16, 14, 14)],
+                "conv2d_bwd": [(64, 1, 28, 28), (64, 16, 14, 14)],
+                "max_pool2d_fwd": [(64, 16, 28, 28)], "max_pool2d_bwd": [(64, 16, 28, 28)]}
 
 # Ops bound by memory traffic: how many batch-sized arrays each reads plus writes. The
 # "copy/numba" column compares the op with np.copyto moving the same number of bytes
@@ -260,6 +265,54 @@ def _ops(torch):
         activation_ops[name + "_fwd"], activation_ops[name + "_bwd"] = elementwise(
             kernel, grad_kernel, extra, torch_forward, torch_backward)
 
+    def on_both_paths(call):
+        """(numba call, numpy call) of a module-level call, each under its backend."""
+        from . import backend
+
+        def on(path):
+            def run():
+                with backend(path):
+                    return call()
+            return run
+        return on("numba"), on("numpy")
+
+    def conv2d(x):
+        from .conv import Conv2d
+        c_in = x.shape[1]
+        return Conv2d(c_in, 16 if c_in == 1 else 2 * c_in, 3, dtype=x.dtype)
+
+    def conv2d_fwd(x, rng):
+        conv = conv2d(x)
+        return (*on_both_paths(lambda: conv.forward(x)),
+                torch and (lambda tx=t(x), tw=t(conv.W), tb=t(conv.b): F.conv2d(tx, tw, tb, padding=1)))
+
+    def conv2d_bwd(x, rng):  # input, weight and bias gradients, as autograd asks for them
+        conv = conv2d(x)
+        g = like(conv.forward(x), rng)
+        c_out = conv.out_channels
+
+        def torch_call(tx=t(x), tw=t(conv.W), tg=t(g)):
+            return aten.convolution_backward(tg, tx, tw, [c_out], [1, 1], [1, 1], [1, 1], False,
+                                             [0, 0], 1, [True, True, True])
+        return (*on_both_paths(lambda: conv.backward(x, g)), torch and torch_call)
+
+    def max_pool2d_fwd(x, rng):
+        from .conv import MaxPool2d
+        pool = MaxPool2d(2)
+        return (*on_both_paths(lambda: pool.forward(x)),
+                torch and (lambda tx=t(x): F.max_pool2d(tx, 2)))
+
+    def max_pool2d_bwd(x, rng):
+        from .conv import MaxPool2d
+        pool = MaxPool2d(2)
+        g = like(pool.forward(x), rng)
+
+        def torch_call(tx=t(x), tg=t(g)):
+            return aten.max_pool2d_with_indices_backward(tg, tx, [2, 2], [2, 2], [0, 0], [1, 1],
+                                                         False, torch_indices)
+        torch_indices = torch and F.max_pool2d(t(x), 2, return_indices=True)[1]
+        return (*on_both_paths(lambda: pool.backward(x, g)), torch and torch_call)
+
     return {"softmax_fwd": softmax_fwd, "softmax_bwd": softmax_bwd,
             "log_softmax_fwd": log_softmax_fwd, "log_softmax_bwd": log_softmax_bwd,
             "nll_fwd": nll_fwd, "nll_bwd": nll_bwd,
@@ -270,7 +323,9 @@ def _ops(torch):
             "batch_norm_fwd": batch_norm_fwd, "batch_norm_bwd": batch_norm_bwd,
             "scaling_fwd": scaling_fwd, "scaling_bwd": scaling_bwd,
             "linear_fwd": linear_fwd, "linear_bwd": linear_bwd,
-            "sgd_step": sgd_step, "adam_step": adam_step}
+            "sgd_step": sgd_step, "adam_step": adam_step,
+            "conv2d_fwd": conv2d_fwd, "conv2d_bwd": conv2d_bwd,
+            "max_pool2d_fwd": max_pool2d_fwd, "max_pool2d_bwd": max_pool2d_bwd}
 
 
 def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
@@ -301,11 +356,13 @@ def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
 
 
 def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min_time=0.2,
-        repeat=1):
+        repeat=1, image_shapes=None):
     """Time each op at each shape; returns one dict per row. The thread counts of numba and
     torch are set equal for the run and restored afterwards. Progress goes to stderr.
     ``min_time``: seconds of timed calls per path (at least 6 calls). ``repeat``: sweeps
-    over the whole table; each time is the median over sweeps, which lie minutes apart."""
+    over the whole table; each time is the median over sweeps, which lie minutes apart.
+    ``image_shapes``: {op: [(batch, channels, h, w), ...]} for the image ops (default
+    IMAGE_SHAPES)."""
     progress = sys.stderr if progress else None
     torch = _torch()
     threads = threads or numba.config.NUMBA_NUM_THREADS
@@ -314,28 +371,29 @@ def run(ops=None, shapes=None, dtype="float32", threads=None, progress=True, min
     if torch:
         torch.set_num_threads(threads)
     try:
-        return _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat)
+        return _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat,
+                    IMAGE_SHAPES if image_shapes is None else image_shapes)
     finally:
         numba.set_num_threads(before[0])
         if torch:
             torch.set_num_threads(before[1])
 
 
-def _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat):
+def _run(torch, ops, shapes, dtype, threads, progress, min_time, repeat, image_shapes):
     table = _ops(torch)
     names = ops or list(table)
     unknown = sorted(set(names) - set(table))
     if unknown:
         raise SystemExit(f"nnjit bench: unknown ops {unknown}; choose from {sorted(table)}")
     shapes = shapes or DEFAULT_SHAPES
-    keys = [(name, shape) for name in names for shape in shapes]
+    keys = [(name, shape) for name in names for shape in image_shapes.get(name, shapes)]
     sweeps = {key: [] for key in keys}
     total = len(keys) * repeat
     for sweep in range(repeat):
         for index, (name, shape) in enumerate(keys):
             if progress:
                 print(f"\r[{sweep * len(keys) + index + 1}/{total}] {name} "
-                      f"{shape[0]}x{shape[1]}   ", end="", file=progress, flush=True)
+                      f"{'x'.join(map(str, shape))}   ", end="", file=progress, flush=True)
             sweeps[name, shape].append(_time_op(table[name], name, shape, dtype, min_time))
     if progress:
         print("\r" + " " * 60 + "\r", end="", file=progress)
@@ -377,12 +435,12 @@ def format_table(rows):
     def number(value, width, digits):
         return f"{value:{width}.{digits}f}" if value is not None else f"{'-':>{width}s}"
 
-    head = (f"{'op':18s} {'shape':>10s} {'numba ms':>9s} {'numpy ms':>9s} {'torch ms':>9s} "
+    head = (f"{'op':18s} {'shape':>13s} {'numba ms':>9s} {'numpy ms':>9s} {'torch ms':>9s} "
             f"{'numpy/numba':>11s} {'torch/numba':>11s} {'copy/numba':>10s}")
     lines = [head, "-" * len(head)]
     for r in rows:
         torch_ms = r["torch_s"] * 1e3 if r["torch_s"] else None
-        lines.append(f"{r['op']:18s} {'x'.join(map(str, r['shape'])):>10s} "
+        lines.append(f"{r['op']:18s} {'x'.join(map(str, r['shape'])):>13s} "
                      f"{number(r['numba_s'] * 1e3, 9, 4)} {number(r['numpy_s'] * 1e3, 9, 4)} "
                      f"{number(torch_ms, 9, 4)} {number(r['numpy/numba'], 11, 2)} "
                      f"{number(r['torch/numba'], 11, 2)} {number(r.get('copy/numba'), 10, 2)}")

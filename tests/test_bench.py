@@ -49,13 +49,19 @@ def test_bench_refuses_bad_arguments():
     assert done.returncode != 0 and "usage: python -m nnjit" in done.stderr
 
 
+# The image ops at small shapes, as many per op as the defaults (both convolution paths).
+SMALL_IMAGES = {"conv2d_fwd": [(2, 1, 6, 6), (2, 4, 5, 5)], "conv2d_bwd": [(2, 1, 6, 6), (2, 4, 5, 5)],
+                "max_pool2d_fwd": [(2, 3, 6, 6)], "max_pool2d_bwd": [(2, 3, 6, 6)]}
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_bench_runs_every_op(dtype):
     """Every op of the table runs on all paths (torch too, where installed)."""
     torch_installed = bench._torch() is not None
-    rows = bench.run(shapes=[(5, 7)], dtype=dtype, threads=1, progress=False, min_time=0.0)
-    assert len(rows) == len(bench._ops(bench._torch())) >= 28
+    rows = bench.run(shapes=[(5, 7)], dtype=dtype, threads=1, progress=False, min_time=0.0,
+                     image_shapes=SMALL_IMAGES)
+    assert len(rows) == len(bench._ops(bench._torch())) + 2 >= 32
     for row in rows:
         assert row["dtype"] == dtype and row["numba_s"] > 0 and row["numpy_s"] > 0
         assert (row["torch_s"] is not None) == torch_installed, row["op"]
@@ -77,8 +83,9 @@ for module in pkgutil.walk_packages(nnjit.__path__, "nnjit."):
     __import__(module.name)
 from nnjit import bench
 assert bench._torch() is None
-rows = bench.run(shapes=[(5, 7)], dtype=sys.argv[1], threads=1, progress=False, min_time=0.0)
-assert len(rows) == len(bench._ops(None)) >= 28
+rows = bench.run(shapes=[(5, 7)], dtype=sys.argv[1], threads=1, progress=False, min_time=0.0,
+                 image_shapes={name: [(2, 1, 6, 6)] for name in bench.IMAGE_SHAPES})
+assert len(rows) == len(bench._ops(None)) >= 32
 for row in rows:
     assert row["numba_s"] > 0 and row["numpy_s"] > 0 and row["torch_s"] is None, row
 bench.main(["--ops", "softmax_fwd", "cross_entropy_bwd", "--shapes", "5x7", "--threads", "1"])
