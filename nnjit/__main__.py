@@ -9,7 +9,7 @@ def main(argv=None):
                 "cache": "nnjit.cache"}
     if not argv or argv[0] not in commands:
         raise SystemExit(f"usage: python -m nnjit {{{','.join(commands)}}} [options]\n"
-                         "  train    train an MLP on handwritten digits (see train --help)\n"
+                         "  train    train an MLP or a CNN on handwritten digits (see train --help)\n"
                          "  bench    time the numba, numpy and torch paths of every op\n"
                          "  compile  compile every kernel into the cache (docs/cache.md)\n"
                          "  cache    show the compiled-kernel cache (--clear empties it)")
