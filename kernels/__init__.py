@@ -19,6 +19,7 @@ from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, chunk_images,
                    conv2d_direct_acc_grad_weight, conv2d_direct_update_grad_input,
                    conv2d_direct_update_output, conv2d_gemm_acc_grad_weight,
                    conv2d_gemm_update_grad_input, conv2d_gemm_update_output,
+                   avg_pool2d_update_grad_input, avg_pool2d_update_output,
                    max_pool2d_update_grad_input, max_pool2d_update_output)
 from .dropout import dropout_update_grad_input, dropout_update_output, drop_threshold
 from .linear import bias_acc_grad, bias_add, linear_acc_grad_parameters, linear_update_output

@@ -12,7 +12,7 @@ receptive field K = in_channels * kh * kw:
 Bias gradients are per-channel sums over the batch in a fixed order; the weight gradient of the
 direct path sums over the batch in a fixed order too (one task per (out, in) channel pair).
 
-Max pooling runs one task per (image, channel) plane; it follows torch's CPU kernel exactly:
+Pooling runs one task per (image, channel) plane. Max pooling it follows torch's CPU kernel exactly:
 the window's first maximum in row-major order wins ties, a NaN wins (and the last NaN's index
 is kept), a window of -inf gives -inf and the window's first index. Indices are flat positions
 in the input plane (row * width + column), as torch's.
@@ -504,3 +504,77 @@ def max_pool2d_update_grad_input_numpy(grad_output, indices, grad_input):
     np.add.at(flat, (planes, indices.reshape(-1)), grad_output.reshape(-1))
     grad_input[...] = flat.reshape(n, c, h, w)
 
+
+
+# ---------------------------------------------------------------- average pooling
+# As torch's AvgPool2d defaults (count_include_pad=True, floor mode): each window's sum over its
+# positions inside the input, divided by kh * kw (padding counts as zeros), in float64.
+@kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS)
+def avg_pool2d_update_output(input, output, kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w):
+    """input (n, c, h, w); output [OUT] (n, c, oh, ow)."""
+    n, c, h, w = input.shape
+    oh, ow = output.shape[2], output.shape[3]
+    scale = 1.0 / (kernel_h * kernel_w)
+    for plane in prange(n * c):
+        b, ch = plane // c, plane % c
+        for i in range(oh):
+            r0 = max(i * stride_h - pad_h, 0)
+            r1 = min(i * stride_h - pad_h + kernel_h, h)
+            for j in range(ow):
+                c0 = max(j * stride_w - pad_w, 0)
+                c1 = min(j * stride_w - pad_w + kernel_w, w)
+                total = 0.0
+                for r in range(r0, r1):
+                    for col in range(c0, c1):
+                        total += input[b, ch, U(r), U(col)]
+                output[b, ch, U(i), U(j)] = total * scale
+
+
+@avg_pool2d_update_output.numpy_twin
+def avg_pool2d_update_output_numpy(input, output, kernel_h, kernel_w, stride_h, stride_w, pad_h,
+                                   pad_w):
+    n, c, h, w = input.shape
+    oh, ow = output.shape[2], output.shape[3]
+    padded = np.pad(input.astype(np.float64), ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (kernel_h, kernel_w), axis=(2, 3))
+    windows = windows[:, :, ::stride_h, ::stride_w][:, :, :oh, :ow]
+    output[...] = windows.sum(axis=(4, 5)) / (kernel_h * kernel_w)
+
+
+@kernel(size_arg=1, parallel_min=PARALLEL_MIN_ELEMENTS)
+def avg_pool2d_update_grad_input(grad_output, grad_input, kernel_h, kernel_w, stride_h, stride_w,
+                                 pad_h, pad_w):
+    """grad_input [OUT] (n, c, h, w): each output's gradient / (kh * kw) added over its window's
+    positions inside the input."""
+    n, c, h, w = grad_input.shape
+    oh, ow = grad_output.shape[2], grad_output.shape[3]
+    scale = 1.0 / (kernel_h * kernel_w)
+    for plane in prange(n * c):
+        b, ch = plane // c, plane % c
+        for r in range(h):
+            for col in range(w):
+                grad_input[b, ch, U(r), U(col)] = 0
+        for i in range(oh):
+            r0 = max(i * stride_h - pad_h, 0)
+            r1 = min(i * stride_h - pad_h + kernel_h, h)
+            for j in range(ow):
+                c0 = max(j * stride_w - pad_w, 0)
+                c1 = min(j * stride_w - pad_w + kernel_w, w)
+                share = grad_output[b, ch, U(i), U(j)] * scale
+                for r in range(r0, r1):
+                    for col in range(c0, c1):
+                        grad_input[b, ch, U(r), U(col)] += share
+
+
+@avg_pool2d_update_grad_input.numpy_twin
+def avg_pool2d_update_grad_input_numpy(grad_output, grad_input, kernel_h, kernel_w, stride_h,
+                                       stride_w, pad_h, pad_w):
+    n, c, h, w = grad_input.shape
+    oh, ow = grad_output.shape[2], grad_output.shape[3]
+    padded = np.zeros((n, c, h + 2 * pad_h, w + 2 * pad_w))
+    share = grad_output / (kernel_h * kernel_w)
+    for ki in range(kernel_h):
+        for kj in range(kernel_w):
+            padded[:, :, ki:ki + stride_h * (oh - 1) + 1:stride_h,
+                   kj:kj + stride_w * (ow - 1) + 1:stride_w] += share
+    grad_input[...] = padded[:, :, pad_h:pad_h + h, pad_w:pad_w + w]

@@ -35,7 +35,7 @@ _kernels_beside_a_source_tree()
 from .kernels import BACKENDS, backend, get_backend, set_backend
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
-from .conv import Conv2d, MaxPool2d
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .criterions import (ClassNLLCriterion, ClassNLLCriterionUnstable, CrossEntropyCriterion,
                          MSECriterion)
 from .dropout import Dropout
@@ -53,7 +53,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BACKENDS", "backend", "get_backend", "set_backend", "warmup",
     "Module", "Sequential", "Criterion",
-    "Linear", "Conv2d", "MaxPool2d", "SoftMax", "LogSoftMax", "BatchNormalization",
+    "Linear", "Conv2d", "MaxPool2d", "AvgPool2d", "SoftMax", "LogSoftMax", "BatchNormalization",
     "ChannelwiseScaling", "Dropout",
     "ReLU", "LeakyReLU", "ELU", "SoftPlus", "Flatten",
     "MSECriterion", "ClassNLLCriterion", "ClassNLLCriterionUnstable", "CrossEntropyCriterion",

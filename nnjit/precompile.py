@@ -8,7 +8,7 @@ import numpy as np
 
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
-from .conv import Conv2d, MaxPool2d
+from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .criterions import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .dropout import Dropout
 from .kernels import _cache
@@ -41,7 +41,7 @@ def plan(dtype):
 
 def cnn_plan(dtype):
     """(description, model, input shape): Conv2d's three paths (float64 sums for small work,
-    direct, columns and BLAS) and MaxPool2d."""
+    direct, columns and BLAS), MaxPool2d and AvgPool2d."""
     for side, first in ((8, 4), (64, 8)):
         pooled = side // 4
         model = Sequential(Conv2d(1, first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
@@ -49,6 +49,8 @@ def cnn_plan(dtype):
                            Flatten(), Linear(2 * first * pooled * pooled, 4, dtype=dtype),
                            LogSoftMax())
         yield f"CNN on {side}x{side} images", model, (2, 1, side, side)
+    yield "AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
+                                  LogSoftMax()), (2, 1, 8, 8)
 
 
 def main(argv=None):

@@ -321,3 +321,39 @@ def test_threads_get_their_own_outputs():
     for t in threads:
         t.join()
     assert not failures
+
+
+@needs_torch
+@pytest.mark.torch
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_avg_pool_matches_torch(backend, dtype):
+    import torch.nn.functional as F
+    rng = np.random.default_rng(12)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for k, stride, pad in [(2, None, 0), (3, 2, 1), (3, 1, 1), ((2, 3), (1, 2), (1, 1))]:
+        x = rng.standard_normal((3, 4, 9, 7)).astype(dtype)
+        with nnjit.backend(backend):
+            pool = nnjit.AvgPool2d(k, stride, pad)
+            out = pool.forward(x)
+            g = rng.standard_normal(out.shape).astype(dtype)
+            grad = pool.backward(x, g)
+        tx = torch.from_numpy(x).requires_grad_()
+        tout = F.avg_pool2d(tx, k, stride, pad)
+        tout.backward(torch.from_numpy(g))
+        assert np.abs(out - tout.detach().numpy()).max() <= tol
+        assert np.abs(grad - tx.grad.numpy()).max() <= tol
+
+
+def test_avg_pool_gradient_by_central_differences_and_bad_arguments():
+    rng = np.random.default_rng(13)
+    pool = nnjit.AvgPool2d(3, 2, 1)
+    x = rng.standard_normal((2, 2, 5, 6))
+    g = rng.standard_normal(pool.forward(x).shape)
+    grad = pool.backward(x, g).copy()
+    np.testing.assert_allclose(grad, numeric_gradient(lambda: float((pool.forward(x) * g).sum()), x),
+                               rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="AvgPool2d: padding"):
+        nnjit.AvgPool2d(2, padding=2)
+    with pytest.raises(ValueError, match="AvgPool2d: input must be 4-D"):
+        nnjit.AvgPool2d(2).forward(np.zeros((2, 4)))

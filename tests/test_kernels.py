@@ -122,6 +122,13 @@ ARGS = {
     "conv2d_acc_grad_bias": lambda r, n, c, dt: [
         _x(r, 1, n * 3 * 5 * (4 + c % 9), dt).reshape(n, 3, 5, 4 + c % 9), np.ones(3, dt)],
     "max_pool2d_update_output": lambda r, n, c, dt: _pool_args(r, n, c, dt),
+    "avg_pool2d_update_output": lambda r, n, c, dt: [
+        _images(r, n, c, dt), np.full((n, 2, 3, (4 + c % 9 + 2 - 3) // 2 + 1), np.nan, dt),
+        3, 3, 2, 2, 1, 1],
+    "avg_pool2d_update_grad_input": lambda r, n, c, dt: [
+        _x(r, 1, n * 2 * 3 * ((4 + c % 9 + 2 - 3) // 2 + 1), dt).reshape(
+            n, 2, 3, (4 + c % 9 + 2 - 3) // 2 + 1),
+        np.full((n, 2, 5, 4 + c % 9), np.nan, dt), 3, 3, 2, 2, 1, 1],
     "max_pool2d_update_grad_input": lambda r, n, c, dt: _pool_args(r, n, c, dt, backward=True),
     "softmax_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
     "softmax_update_grad_input": lambda r, n, c, dt: [
