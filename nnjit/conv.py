@@ -173,38 +173,38 @@ class Conv2d(Module):
                 f"padding={self.padding})")
 
 
-def _pool_geometry(module, kernel_size, stride, padding):
-    who = module._name
-    module.kernel_size = _pair(kernel_size, who, "kernel_size")
-    module.stride = module.kernel_size if stride is None else _pair(stride, who, "stride")
-    module.padding = _pair(padding, who, "padding", allow_zero=True)
-    if any(2 * p > k for p, k in zip(module.padding, module.kernel_size)):
-        raise ValueError(f"{who}: padding {module.padding} must be at most half the "
-                         f"kernel size {module.kernel_size}")
+class _Pool2d(Module):
+    """Window geometry shared by the pooling layers: kernel_size, stride (kernel_size by
+    default), padding (at most half the kernel), floor mode; computes in the input's dtype."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        who = self._name
+        self.kernel_size = _pair(kernel_size, who, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, who, "stride")
+        self.padding = _pair(padding, who, "padding", allow_zero=True)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{who}: padding {self.padding} must be at most half the "
+                             f"kernel size {self.kernel_size}")
+
+    def _input(self, input):
+        x = _image_batch(self, input)
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        oh = _output_size(x.shape[2], kh, sh, ph, self._name, x.shape)
+        ow = _output_size(x.shape[3], kw, sw, pw, self._name, x.shape)
+        return x, (x.shape[0], x.shape[1], oh, ow)
+
+    def __repr__(self):
+        return f"{self._name}({self.kernel_size}, stride={self.stride}, padding={self.padding})"
 
 
-def _pooled_shape(module, x):
-    (kh, kw), (sh, sw), (ph, pw) = module.kernel_size, module.stride, module.padding
-    oh = _output_size(x.shape[2], kh, sh, ph, module._name, x.shape)
-    ow = _output_size(x.shape[3], kw, sw, pw, module._name, x.shape)
-    return x.shape[0], x.shape[1], oh, ow
-
-
-class MaxPool2d(Module):
+class MaxPool2d(_Pool2d):
     """``MaxPool2d(kernel_size, stride=None, padding=0)``: the maximum of each window, stride
     kernel_size by default, floor mode. Backward routes each gradient to its window's argmax
     (``max_indices``, flat positions in the input plane), adding where windows overlap. Ties,
     NaN and all -inf windows as torch's CPU kernel. Computes in the input's dtype."""
 
     _per_call = ("max_indices", "_forward_input")
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        _pool_geometry(self, kernel_size, stride, padding)
-
-    def _input(self, input):
-        x = _image_batch(self, input)
-        return x, _pooled_shape(self, x)
 
     def updateOutput(self, input):
         x, out_shape = self._input(input)
@@ -224,22 +224,11 @@ class MaxPool2d(Module):
         K.max_pool2d_update_grad_input(g, self.max_indices, grad_input)
         return grad_input
 
-    def __repr__(self):
-        return f"MaxPool2d({self.kernel_size}, stride={self.stride}, padding={self.padding})"
 
-
-class AvgPool2d(Module):
+class AvgPool2d(_Pool2d):
     """``AvgPool2d(kernel_size, stride=None, padding=0)``: the mean of each window, stride
     kernel_size by default, floor mode; padding counts as zeros in the mean (torch's default
     count_include_pad=True). Sums in float64. Computes in the input's dtype."""
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        _pool_geometry(self, kernel_size, stride, padding)
-
-    def _input(self, input):
-        x = _image_batch(self, input)
-        return x, _pooled_shape(self, x)
 
     def updateOutput(self, input):
         x, out_shape = self._input(input)
@@ -254,6 +243,3 @@ class AvgPool2d(Module):
         K.avg_pool2d_update_grad_input(g, grad_input, *self.kernel_size, *self.stride,
                                        *self.padding)
         return grad_input
-
-    def __repr__(self):
-        return f"AvgPool2d({self.kernel_size}, stride={self.stride}, padding={self.padding})"
