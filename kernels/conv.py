@@ -433,6 +433,35 @@ def max_pool2d_update_output(input, output, indices, kernel_h, kernel_w, stride_
     flat positions in the input plane (see the module docstring for ties and NaN)."""
     n, c, h, w = input.shape
     oh, ow = output.shape[2], output.shape[3]
+    if (kernel_h == 2 and kernel_w == 2 and stride_h == 2 and stride_w == 2 and pad_h == 0
+            and pad_w == 0):
+        # MaxPool2d(2), the layer almost every CNN uses: the four values compared with
+        # selects in torch's order (row-major, NaN wins), which LLVM vectorizes; the generic
+        # loop's two-trip window loops ran 5x slower (the body is inline: as a helper, 2x)
+        for plane in prange(n * c):
+            b, ch = plane // c, plane % c
+            for i in range(oh):
+                r = U(2 * i)
+                base = 2 * i * w
+                for j in range(ow):
+                    col = U(2 * j)
+                    best = input[b, ch, r, col]
+                    offset = 0
+                    value = input[b, ch, r, col + U(1)]
+                    wins = (value > best) | (value != value)
+                    best = value if wins else best
+                    offset = 1 if wins else offset
+                    value = input[b, ch, r + U(1), col]
+                    wins = (value > best) | (value != value)
+                    best = value if wins else best
+                    offset = w if wins else offset
+                    value = input[b, ch, r + U(1), col + U(1)]
+                    wins = (value > best) | (value != value)
+                    best = value if wins else best
+                    offset = w + 1 if wins else offset
+                    output[b, ch, U(i), U(j)] = best
+                    indices[b, ch, U(i), U(j)] = base + 2 * j + offset
+        return
     for plane in prange(n * c):
         b, ch = plane // c, plane % c
         for i in range(oh):
