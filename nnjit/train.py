@@ -26,7 +26,7 @@ from .idx import IDXError, load_mnist
 from .linear import Linear
 from .normalization import BatchNormalization, ChannelwiseScaling
 from .reshape import Flatten
-from .optim import adam_optimizer, sgd_momentum
+from .optim import _flatten, adam_optimizer, sgd_momentum
 from .serialize import StateFileError, check_writable, load, save
 from .softmax import LogSoftMax
 
@@ -193,7 +193,7 @@ def train(args, out=None):
             state = load(args.load, model)
         except (StateFileError, OSError) as exc:
             raise TrainError(_one_line(exc)) from None
-        if not all(np.isfinite(p).all() for p in _parameters(model)):
+        if not all(np.isfinite(p).all() for p in _flatten(model.getParameters())):
             _warn(f"{args.load} holds NaN or infinite weights: training will not recover from them")
         if state and args.optimizer == "adam" and "m" not in state \
                 or state and args.optimizer == "sgd_momentum" and "accumulated_grads" not in state:
@@ -267,14 +267,6 @@ def _one_line(exc):
 
 def _warn(message):
     print(f"python -m nnjit train: warning: {message}", file=sys.stderr)
-
-
-def _parameters(model):
-    for item in model.getParameters():
-        if isinstance(item, (list, tuple)):
-            yield from item
-        else:
-            yield item
 
 
 def _check_model_memory(n_in, n_classes, hidden, dtype):
