@@ -73,6 +73,14 @@ def _safe_labels_numpy(labels, classes):
     return np.where(bad, 0, labels), bad
 
 
+def _labelled_cells_numpy(labels, classes):
+    """(rows, columns, mask of bad rows or None): the (row, label) cells of the rows whose
+    label is in range, for the twins' backward scatters."""
+    safe, bad = _safe_labels_numpy(labels, classes)
+    rows = np.arange(labels.shape[0]) if bad is None else np.flatnonzero(~bad)
+    return rows, safe[rows], bad
+
+
 def _mass_numpy(target, target_mass):
     """The NumPy twins' target_mass: row sums, NaN where a row has a negative entry."""
     target.sum(axis=1, out=target_mass)
@@ -148,10 +156,9 @@ def nll_prob_labels_update_grad_input(input, labels, grad_input, eps):
 @nll_prob_labels_update_grad_input.numpy_twin
 def nll_prob_labels_update_grad_input_numpy(input, labels, grad_input, eps):
     n = input.shape[0]
-    safe, bad = _safe_labels_numpy(labels, input.shape[1])
-    rows = np.arange(n) if bad is None else np.flatnonzero(~bad)
+    rows, columns, bad = _labelled_cells_numpy(labels, input.shape[1])
     grad_input.fill(0)
-    grad_input[rows, safe[rows]] = -1 / np.clip(input[rows, safe[rows]], eps, 1 - eps) / n
+    grad_input[rows, columns] = -1 / np.clip(input[rows, columns], eps, 1 - eps) / n
     flagged = _rows_with_negatives_numpy(input)
     if bad is not None:
         flagged |= bad
@@ -261,10 +268,9 @@ def nll_log_labels_update_grad_input(input, labels, grad_input):
 
 @nll_log_labels_update_grad_input.numpy_twin
 def nll_log_labels_update_grad_input_numpy(input, labels, grad_input):
-    safe, bad = _safe_labels_numpy(labels, input.shape[1])
-    rows = np.arange(input.shape[0]) if bad is None else np.flatnonzero(~bad)
+    rows, columns, bad = _labelled_cells_numpy(labels, input.shape[1])
     grad_input.fill(0)
-    grad_input[rows, safe[rows]] = -1 / max(input.shape[0], 1)
+    grad_input[rows, columns] = -1 / max(input.shape[0], 1)
     return 0 if bad is None else int(np.count_nonzero(bad))
 
 
@@ -438,9 +444,8 @@ def cross_entropy_labels_update_grad_input_numpy(input, labels, row_top, row_tot
     n = input.shape[0]
     inv_n = input.dtype.type(1) / input.dtype.type(max(n, 1))
     stale = _scaled_softmax_numpy(input, row_top, row_total, np.float64(inv_n), grad_input)
-    safe, bad = _safe_labels_numpy(labels, input.shape[1])
-    rows = np.arange(n) if bad is None else np.flatnonzero(~bad)
-    grad_input[rows, safe[rows]] -= inv_n
+    rows, columns, bad = _labelled_cells_numpy(labels, input.shape[1])
+    grad_input[rows, columns] -= inv_n
     if bad is not None:
         stale |= bad
     return int(np.count_nonzero(stale))
