@@ -157,6 +157,7 @@ class _Archive:
         self.zip = zipfile.ZipFile(path)
         self.archive_size = os.path.getsize(path)
         self.members = {}
+        self._headers = {}  # key -> (shape, dtype), each member's header read once
         for info in self.zip.infolist():
             if info.filename.endswith(".npy"):
                 self.members[info.filename[:-4]] = info
@@ -166,6 +167,11 @@ class _Archive:
 
     def header(self, key):
         """(shape, dtype) from member key's .npy header; raises StateFileError."""
+        if key not in self._headers:
+            self._headers[key] = self._checked_header(key)
+        return self._headers[key]
+
+    def _checked_header(self, key):
         info = self.members[key]
         with self.zip.open(info) as member:
             shape, dtype, offset = self._header(member, key)
