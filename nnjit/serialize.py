@@ -94,11 +94,8 @@ def save(path, model, optimizer_state=None):
         else:
             arrays[f"optimizer/{slot}"] = np.asarray(value)
     path = os.fspath(path)
-    check_writable(path)
-    folder, name = os.path.split(os.path.abspath(path))
-    temporary = os.path.join(folder, f".{name}.partial-{secrets.token_hex(4)}")
-    # 0o666 through the umask, as open() would create the file
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    handle, temporary = _create_partial(path)
+    folder = os.path.dirname(temporary)
     try:
         with os.fdopen(handle, "wb") as out:
             np.savez(out, **arrays)
@@ -128,23 +125,30 @@ def _fsync_folder(folder):
         os.close(handle)
 
 
-def check_writable(path):
-    """Raises OSError (naming the path) unless ``save`` can write ``path``: a file (or no
-    file yet) in an existing folder where a new file can be created. Leaves nothing behind."""
-    path = os.fspath(path)
+def _create_partial(path):
+    """(open handle, name) of a new ``.<name>.partial-<random>`` beside path, after checking
+    that path can be written: not a folder, in an existing folder, not a read-only file.
+    Raises OSError naming the path or folder."""
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path} is a folder, not a file name")
     folder, name = os.path.split(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"no folder {folder} for {path}")
-    probe = os.path.join(folder, f".{name}.partial-{secrets.token_hex(4)}")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        raise type(exc)(f"cannot write in {folder} ({exc.strerror or exc})") from None
-    os.unlink(probe)
     if os.path.exists(path) and not os.access(path, os.W_OK):
         raise PermissionError(f"{path} is not writable")
+    temporary = os.path.join(folder, f".{name}.partial-{secrets.token_hex(4)}")
+    try:  # 0o666 through the umask, as open() would create the file
+        return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), temporary
+    except OSError as exc:
+        raise type(exc)(f"cannot write in {folder} ({exc.strerror or exc})") from None
+
+
+def check_writable(path):
+    """Raises OSError (naming the path) unless ``save`` can write ``path``: a file (or no
+    file yet) in an existing folder where a new file can be created. Leaves nothing behind."""
+    handle, temporary = _create_partial(os.fspath(path))
+    os.close(handle)
+    os.unlink(temporary)
 
 
 class _Archive:
