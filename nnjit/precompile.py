@@ -25,8 +25,8 @@ def _body(dtype):
 
 
 def plan(dtype):
-    """(description, model, criterion, target) covering every module, criterion and target
-    form; warmup adds the optimizers, both modes and both kernel variants."""
+    """(description, model, criterion, target, input shape) covering every module, criterion
+    and target form; warmup adds the optimizers, both modes and both kernel variants."""
     labels = np.array([1, 3])
     dense = np.eye(4, dtype=dtype)[labels]
     for form, criterion, last in [("probabilities", ClassNLLCriterion(), SoftMax()),
@@ -35,22 +35,20 @@ def plan(dtype):
         for kind, target in (("labels", labels), ("dense targets", dense)):
             layers = _body(dtype) + ([last] if last is not None else [])
             yield (f"{type(criterion).__name__} on {form}, {kind}", Sequential(*layers),
-                   criterion, target)
-    yield "MSECriterion", Sequential(*_body(dtype)), MSECriterion(), np.zeros((2, 4), dtype)
-
-
-def cnn_plan(dtype):
-    """(description, model, input shape): Conv2d's three paths (float64 sums for small work,
-    direct, columns and BLAS), MaxPool2d and AvgPool2d."""
+                   criterion, target, (2, 8))
+    yield "MSECriterion", Sequential(*_body(dtype)), MSECriterion(), np.zeros((2, 4), dtype), (2, 8)
+    # images: Conv2d's three paths (float64 sums for small work, direct, columns and BLAS)
     for side, first in ((8, 4), (64, 8)):
         pooled = side // 4
         model = Sequential(Conv2d(1, first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
                            Conv2d(first, 2 * first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
                            Flatten(), Linear(2 * first * pooled * pooled, 4, dtype=dtype),
                            LogSoftMax())
-        yield f"CNN on {side}x{side} images", model, (2, 1, side, side)
-    yield "AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
-                                  LogSoftMax()), (2, 1, 8, 8)
+        yield (f"CNN on {side}x{side} images", model, ClassNLLCriterion(log_input=True), labels,
+               (2, 1, side, side))
+    yield ("AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
+                                   LogSoftMax()), ClassNLLCriterion(log_input=True), labels,
+           (2, 1, 8, 8))
 
 
 def main(argv=None):
@@ -62,16 +60,10 @@ def main(argv=None):
     print(f"compiling into {_cache.folder()}", flush=True)
     began = time.perf_counter()
     for dtype in (np.float32, np.float64):
-        for description, model, criterion, target in plan(np.dtype(dtype)):
-            start = time.perf_counter()
-            x = np.random.default_rng(0).standard_normal((2, 8)).astype(dtype)
-            warmup(model, x, criterion, target)
-            print(f"  {np.dtype(dtype).name:8s} {description:55s} "
-                  f"{time.perf_counter() - start:6.1f} s", flush=True)
-        for description, model, shape in cnn_plan(np.dtype(dtype)):
+        for description, model, criterion, target, shape in plan(np.dtype(dtype)):
             start = time.perf_counter()
             x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-            warmup(model, x, ClassNLLCriterion(log_input=True), np.array([1, 3]))
+            warmup(model, x, criterion, target)
             print(f"  {np.dtype(dtype).name:8s} {description:55s} "
                   f"{time.perf_counter() - start:6.1f} s", flush=True)
     count, size = _cache.entries(_cache.folder())
