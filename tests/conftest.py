@@ -27,3 +27,19 @@ def numeric_gradient(f, x, h=1e-6):
         flat[k] = original
         grad_flat[k] = (plus - minus) / (2 * h)
     return grad
+
+
+def import_blocker(package):
+    """Source of a prelude for scripts run in a fresh interpreter: importing ``package`` (or
+    any submodule) fails there, as on a machine without it."""
+    return f"""
+import importlib.abc, sys
+
+class _Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == {package!r} or name.startswith({package + "."!r}):
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)")
+        return None
+
+sys.meta_path.insert(0, _Blocker())
+"""

@@ -6,6 +6,7 @@ import sys
 import numba
 import pytest
 
+from conftest import import_blocker
 from nnjit import bench
 
 
@@ -68,16 +69,8 @@ def test_bench_runs_every_op(dtype):
 
 
 # Runs in a fresh interpreter in which importing torch fails, as on a machine without it.
-_WITHOUT_TORCH = r'''
-import importlib.abc, pkgutil, sys
-
-class NoTorch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-        return None
-
-sys.meta_path.insert(0, NoTorch())
+_WITHOUT_TORCH = import_blocker("torch") + r'''
+import pkgutil
 import nnjit
 for module in pkgutil.walk_packages(nnjit.__path__, "nnjit."):
     __import__(module.name)

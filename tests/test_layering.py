@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import nnjit
+from conftest import import_blocker
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNELS = os.path.join(ROOT, "kernels")
@@ -29,17 +30,8 @@ def test_no_kernels_file_imports_nnjit():
     assert not offenders, offenders
 
 
-STANDALONE = """
-import importlib.abc, sys
+STANDALONE = import_blocker("nnjit") + """
 sys.path.insert(0, sys.argv[1])
-
-class NoNnjit(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "nnjit" or name.startswith("nnjit."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the test)")
-        return None
-
-sys.meta_path.insert(0, NoNnjit())
 import numpy as np
 import kernels
 x = np.array([[1.0, 2.0, 3.0], [-1.0, 0.0, 1.0]])
