@@ -53,20 +53,27 @@ class _LayerPass(Benchmark):
     and runs both once, so compilation and buffer allocation stay out of the timings."""
 
     def _build(self, layer, shape, dtype, backend):
+        self._build_pass(lambda: NNJIT_LAYERS[layer](shape[1], dtype),
+                         lambda torch: torch_layer(torch, layer, shape[1]),
+                         random_batch(shape, dtype), backend)
+
+    def _build_pass(self, make_nnjit, make_torch, x, backend):
+        """make_nnjit(): the nnjit module; make_torch(torch): the torch one; x: the input.
+        gradOutput is random, of the output's shape."""
         torch = select_backend(backend)
-        x = random_batch(shape, dtype)
-        grad_output = random_batch(shape, dtype, seed=1, scale=1.0)
+        dtype = x.dtype.name
         if torch is None:
-            module = NNJIT_LAYERS[layer](shape[1], dtype)
+            module = make_nnjit()
             module.train()
+            grad_output = random_batch(module.forward(x).shape, dtype, seed=1, scale=1.0)
             self.forward = lambda: module.forward(x)
             self.backward = lambda: module.backward(x, grad_output)
         else:
-            module = torch_layer(torch, layer, shape[1]).to(torch_dtype(torch, dtype)).train()
+            module = make_torch(torch).to(torch_dtype(torch, dtype)).train()
             tx = torch.from_numpy(x).requires_grad_()
-            tg = torch.from_numpy(grad_output)
             self.forward = lambda: module(tx)
             recorded = module(tx)
+            tg = torch.from_numpy(random_batch(tuple(recorded.shape), dtype, seed=1, scale=1.0))
             self.backward = lambda: recorded.backward(tg, retain_graph=True)
         self.forward()
         self.backward()
@@ -113,30 +120,15 @@ IMAGE_LAYERS = {
 }
 
 
-class ImageLayers(Benchmark):
+class ImageLayers(_LayerPass):
     """Forward and backward (input and parameter gradients) of Conv2d and MaxPool2d."""
     params = [list(IMAGE_LAYERS), DTYPES, BACKENDS]
     param_names = ["layer", "dtype", "backend"]
 
     def setup(self, layer, dtype, backend):
-        torch = select_backend(backend)
         shape, make_nnjit, make_torch = IMAGE_LAYERS[layer]
-        x = random_batch(shape, dtype, scale=1.0)
-        if torch is None:
-            module = make_nnjit(dtype)
-            out = module.forward(x)
-            grad_output = random_batch(out.shape, dtype, seed=1, scale=1.0)
-            self.forward = lambda: module.forward(x)
-            self.backward = lambda: module.backward(x, grad_output)
-        else:
-            module = make_torch(torch.nn).to(torch_dtype(torch, dtype))
-            tx = torch.from_numpy(x).requires_grad_()
-            recorded = module(tx)
-            tg = torch.from_numpy(random_batch(tuple(recorded.shape), dtype, seed=1, scale=1.0))
-            self.forward = lambda: module(tx)
-            self.backward = lambda: recorded.backward(tg, retain_graph=True)
-        self.forward()
-        self.backward()
+        self._build_pass(lambda: make_nnjit(dtype), lambda torch: make_torch(torch.nn),
+                         random_batch(shape, dtype, scale=1.0), backend)
 
     def time_forward(self, *params):
         self.forward()
