@@ -1,4 +1,5 @@
-"""Per-call times through the module API (what users call), numba path against numpy path.
+"""Per-call times through the module API (what users call), numba path against numpy path,
+and torch doing the same work (where installed) for the layers and the labels criterions.
 
     python tools/module_timings.py [name filters ...] [--dtype float32] [--shapes 256x1000 ...]
 
@@ -10,6 +11,7 @@ buffers included.
 import argparse
 import statistics
 
+import numba
 import numpy as np
 
 import nnjit
@@ -69,6 +71,38 @@ def _cases(dtype, shapes):
             yield f"{name}_bwd {size}", backward
 
 
+def _torch_cases(torch, dtype, shapes):
+    """name -> maker of a torch call doing the same work as users' torch code would: forward
+    recording autograd, backward through autograd (retain_graph, so it can repeat)."""
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    cases = {}
+    for n, c in shapes:
+        x = rng.standard_normal((n, c)).astype(dtype)
+        log_p = x - np.log(np.exp(x).sum(1, keepdims=True)).astype(dtype)
+        labels = torch.from_numpy(rng.integers(0, c, n))
+        gradient = torch.from_numpy(rng.standard_normal((n, c)).astype(dtype))
+        size = f"{n}x{c}"
+        layers = {"softmax": lambda t: F.softmax(t, 1), "log_softmax": lambda t: F.log_softmax(t, 1),
+                  "leaky_relu": lambda t: F.leaky_relu(t, 0.03),
+                  "batch_norm": lambda t: F.batch_norm(t, None, None, training=True, eps=1e-3),
+                  "nll_log_labels": lambda t: F.nll_loss(t, labels),
+                  "cross_entropy_labels": lambda t: F.cross_entropy(t, labels)}
+        for name, op in layers.items():
+            def forward(op=op, x=log_p if name.startswith("nll") else x):
+                tx = torch.from_numpy(x).requires_grad_()
+                return lambda: op(tx)
+
+            def backward(op=op, x=log_p if name.startswith("nll") else x,
+                         criterion=name.endswith("_labels")):
+                recorded = op(torch.from_numpy(x).requires_grad_())
+                if criterion:
+                    return lambda: recorded.backward(retain_graph=True)
+                return lambda: recorded.backward(gradient, retain_graph=True)
+            cases[f"{name}_fwd {size}"], cases[f"{name}_bwd {size}"] = forward, backward
+    return cases
+
+
 def _shape(text):
     try:
         rows, columns = (int(v) for v in text.split("x"))
@@ -88,21 +122,33 @@ def main(argv=None):
                         help="ROWSxCOLUMNS ... (put name filters before this option)")
     args = parser.parse_args(argv)
     if args.threads:
-        import numba
         numba.set_num_threads(args.threads)
     shapes = args.shapes
-    print(f"{'case':34s} {'numba us':>10s} {'numpy us':>10s} {'numpy/numba':>12s}", flush=True)
+    try:
+        import torch
+        torch.set_num_threads(numba.get_num_threads())
+        torch_cases = _torch_cases(torch, np.dtype(args.dtype), shapes)
+    except ImportError:
+        torch_cases = {}
+    print(f"{'case':34s} {'numba us':>10s} {'numpy us':>10s} {'numpy/numba':>12s}"
+          f" {'torch us':>10s} {'torch/numba':>12s}", flush=True)
     for name, make in _cases(np.dtype(args.dtype), shapes):
         if args.filters and not any(f in name for f in args.filters):
             continue
-        rounds = {"numba": [], "numpy": []}
+        rounds = {"numba": [], "numpy": [], "torch": []}
         for _ in range(3):
-            for path in rounds:
+            for path in ("numba", "numpy"):
                 with nnjit.backend(path):
                     rounds[path].append(_median_call(make(), max(args.calls // 3, 1)))
+            if name in torch_cases:
+                rounds["torch"].append(_median_call(torch_cases[name](), max(args.calls // 3, 1)))
         numba_time, numpy_time = (statistics.median(rounds[p]) for p in ("numba", "numpy"))
+        torch_part = ""
+        if rounds["torch"]:
+            torch_time = statistics.median(rounds["torch"])
+            torch_part = f" {torch_time * 1e6:10.1f} {torch_time / numba_time:12.2f}"
         print(f"{name:34s} {numba_time * 1e6:10.1f} {numpy_time * 1e6:10.1f} "
-              f"{numpy_time / numba_time:12.2f}", flush=True)
+              f"{numpy_time / numba_time:12.2f}{torch_part}", flush=True)
 
 
 if __name__ == "__main__":
