@@ -86,15 +86,15 @@ def _torch_cases(torch, dtype, shapes):
         layers = {"softmax": lambda t: F.softmax(t, 1), "log_softmax": lambda t: F.log_softmax(t, 1),
                   "leaky_relu": lambda t: F.leaky_relu(t, 0.03),
                   "batch_norm": lambda t: F.batch_norm(t, None, None, training=True, eps=1e-3),
-                  "nll_log_labels": lambda t: F.nll_loss(t, labels),
-                  "cross_entropy_labels": lambda t: F.cross_entropy(t, labels)}
+                  "nll_log_labels": lambda t, labels=labels: F.nll_loss(t, labels),
+                  "cross_entropy_labels": lambda t, labels=labels: F.cross_entropy(t, labels)}
         for name, op in layers.items():
             def forward(op=op, x=log_p if name.startswith("nll") else x):
                 tx = torch.from_numpy(x).requires_grad_()
                 return lambda: op(tx)
 
             def backward(op=op, x=log_p if name.startswith("nll") else x,
-                         criterion=name.endswith("_labels")):
+                         criterion=name.endswith("_labels"), gradient=gradient):
                 recorded = op(torch.from_numpy(x).requires_grad_())
                 if criterion:
                     return lambda: recorded.backward(retain_graph=True)
