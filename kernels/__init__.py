@@ -9,7 +9,9 @@ from .activations import (elu_update_grad_input, elu_update_output,
                           leaky_relu_update_grad_input, leaky_relu_update_output,
                           relu_update_grad_input, relu_update_output,
                           softplus_update_grad_input, softplus_update_output)
-from .batchnorm import (batch_norm_update_grad_input, batch_norm_update_output,
+from .batchnorm import (batch_norm_grad_apply, batch_norm_grad_sums, batch_norm_normalize,
+                        batch_norm_statistics, batch_norm_update_grad_input,
+                        batch_norm_update_output,
                         channelwise_scaling_acc_grad_parameters,
                         channelwise_scaling_update_grad_input,
                         channelwise_scaling_update_output)
@@ -21,7 +23,8 @@ from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, chunk_images,
                    conv2d_gemm_update_grad_input, conv2d_gemm_update_output,
                    avg_pool2d_update_grad_input, avg_pool2d_update_output,
                    max_pool2d_update_grad_input, max_pool2d_update_output)
-from .dropout import dropout_update_grad_input, dropout_update_output, drop_threshold
+from .dropout import (dropout_update_grad_input, dropout_update_output, drop_threshold,
+                      shifted_seed)
 from .linear import bias_acc_grad, bias_add, linear_acc_grad_parameters, linear_update_output
 from .mse import mse_update_grad_input, mse_update_output
 from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
@@ -35,7 +38,7 @@ from .optim import adam_step, sgd_momentum_step
 from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
                       softmax_update_grad_input, softmax_update_output)
 
-__all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold",
+__all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold", "shifted_seed",
                                  "BACKENDS", "backend", "get_backend", "set_backend",
                                  "CHUNK_BYTES", "DIRECT_MAX_FIELD", "SMALL_MAX_WORK",
                                  "chunk_images"]

@@ -261,6 +261,98 @@ def batch_norm_update_grad_input_numpy(input, grad_output, grad_input, save_mean
     grad_input[...] = save_invstd * (grad_output - mean_g - xhat * mean_g_xhat)
 
 
+# Synchronized batch normalization (nnjit.distributed): the statistics and the gradient's
+# column sums of the whole global batch are combined across ranks between these passes.
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
+def batch_norm_statistics(input, statistics):
+    """input (n, c); statistics [OUT] (2, c) float64: the columns' mean and biased variance
+    over the n rows, as batch_norm_update_output computes them (zeros when n is 0)."""
+    n, c = input.shape
+    if n == 0:
+        statistics[:] = 0
+        return
+    chunks = n_row_chunks(n)
+    per_chunk = np.empty((3, chunks, c))  # mean, m2, scratch
+    for chunk in prange(chunks):
+        start, stop = row_chunk(chunk, n)
+        _chunk_mean_m2(input, start, stop, per_chunk[0, chunk], per_chunk[1, chunk],
+                       per_chunk[2, chunk])
+    mean, variance = _combine_chunks(per_chunk[0], per_chunk[1], n)
+    statistics[0] = mean
+    statistics[1] = variance
+
+
+@batch_norm_statistics.numpy_twin
+def batch_norm_statistics_numpy(input, statistics):
+    if input.shape[0] == 0:
+        statistics[...] = 0
+        return
+    statistics[0] = input.mean(axis=0, dtype=np.float64)
+    statistics[1] = ((input - statistics[0]) ** 2).mean(axis=0)
+
+
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
+def batch_norm_normalize(input, output, save_mean, save_invstd):
+    """input (n, c); output [OUT] (n, c) = (input - save_mean) * save_invstd, the float64
+    statistics (c,) applied as batch_norm_update_output applies them."""
+    terms, _ = _split_mean(save_mean, save_invstd, input)
+    for chunk in prange(n_row_chunks(input.shape[0])):
+        start, stop = row_chunk(chunk, input.shape[0])
+        _normalize_rows(input, output, start, stop, terms[0], terms[1], terms[2])
+
+
+@batch_norm_normalize.numpy_twin
+def batch_norm_normalize_numpy(input, output, save_mean, save_invstd):
+    np.subtract(input, save_mean, out=output)
+    output *= save_invstd
+
+
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
+def batch_norm_grad_sums(input, grad_output, save_mean, save_invstd, sums):
+    """input, grad_output (n, c); sums [OUT] (2, c) float64: the column sums of g and of
+    g * (input - high), high = save_mean rounded to input's dtype (see
+    batch_norm_update_grad_input): this rank's share of the whole batch's sums."""
+    n, c = input.shape
+    terms, _ = _split_mean(save_mean, save_invstd, input)
+    chunks = n_row_chunks(n)
+    partial = zeroed3(chunks, 2, c, input)
+    for chunk in prange(chunks):
+        start, stop = row_chunk(chunk, n)
+        _accumulate_rows(input, grad_output, start, stop, terms[0], partial, chunk)
+    sums[0] = float64_column_sums(partial[:, 0])
+    sums[1] = float64_column_sums(partial[:, 1])
+
+
+@batch_norm_grad_sums.numpy_twin
+def batch_norm_grad_sums_numpy(input, grad_output, save_mean, save_invstd, sums):
+    high = save_mean.astype(input.dtype)
+    sums[0] = grad_output.sum(axis=0, dtype=np.float64)
+    sums[1] = (grad_output * (input - high)).sum(axis=0, dtype=np.float64)
+
+
+@kernel(parallel_min=PARALLEL_MIN_STREAMING)
+def batch_norm_grad_apply(input, grad_output, grad_input, save_mean, save_invstd, sums, count):
+    """grad_input [OUT] (n, c) of batch normalization in training, from the column sums
+    (2, c) float64 of batch_norm_grad_sums over all ``count`` rows of the batch."""
+    n, c = input.shape
+    terms, low = _split_mean(save_mean, save_invstd, input)
+    slope, bias = _grad_terms(sums[0], sums[1], low, save_invstd, count, input)
+    for chunk in prange(n_row_chunks(n)):
+        start, stop = row_chunk(chunk, n)
+        _grad_rows(input, grad_output, grad_input, start, stop, terms[0], terms[1], slope, bias)
+
+
+@batch_norm_grad_apply.numpy_twin
+def batch_norm_grad_apply_numpy(input, grad_output, grad_input, save_mean, save_invstd, sums,
+                                count):
+    high = save_mean.astype(input.dtype).astype(np.float64)
+    low = save_mean - high
+    mean_g = sums[0] / count
+    mean_g_xhat = save_invstd * (sums[1] / count - low * mean_g)
+    xhat = (input - save_mean) * save_invstd
+    grad_input[...] = save_invstd * (grad_output - mean_g - xhat * mean_g_xhat)
+
+
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
 def channelwise_scaling_update_output(input, output, gamma, beta):
     """input (n, c); output [OUT] (n, c) = input * gamma + beta; gamma, beta (c,)."""

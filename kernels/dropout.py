@@ -24,6 +24,13 @@ def drop_threshold(p):
     return np.uint64(round(p * (1 << MASK_BITS)))
 
 
+def shifted_seed(seed, offset):
+    """The seed whose element k is element offset + k of ``seed``'s mask (the hash takes
+    seed + index * golden, mod 2**64): a rank holding rows from ``offset`` elements on of a
+    global batch drops exactly what one process drops there."""
+    return np.uint64((int(seed) + int(offset) * int(_GOLDEN)) % (1 << 64))
+
+
 @jit
 def _mask_bits(seed, index):
     x = seed + np.uint64(index) * _GOLDEN

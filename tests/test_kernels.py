@@ -198,6 +198,16 @@ ARGS = {
     "batch_norm_update_grad_input": lambda r, n, c, dt: [
         _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c),
         r.random(c) + 0.5, True],
+    "batch_norm_statistics": lambda r, n, c, dt: [_x(r, n, c, dt) + dt(2), np.empty((2, c))],
+    "batch_norm_normalize": lambda r, n, c, dt: [
+        _x(r, n, c, dt) + dt(2), _empty(n, c, dt), r.standard_normal(c) + 2, r.random(c) + 0.5],
+    # all terms positive: sums without cancellation, comparable at an elementwise tolerance
+    "batch_norm_grad_sums": lambda r, n, c, dt: [
+        np.abs(_x(r, n, c, dt)), np.abs(_x(r, n, c, dt)), -1 - r.random(c), r.random(c) + 0.5,
+        np.empty((2, c))],
+    "batch_norm_grad_apply": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c),
+        r.random(c) + 0.5, r.standard_normal((2, c)) * 3, 3 * n + 1],
     "channelwise_scaling_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt), _empty(n, c, dt), r.standard_normal(c).astype(dt),
         r.standard_normal(c).astype(dt)],
