@@ -16,6 +16,7 @@ class Dropout(Module):
     _per_call = ("_mask_seed", "_mask_shape")  # the last forward's mask
 
     _keeps_width = True
+    _shard = None  # this rank's part of the global batch (nnjit.distributed)
 
     def __init__(self, p=0.5, seed=None):
         super().__init__()
@@ -42,6 +43,10 @@ class Dropout(Module):
             self._mask_seed = None
             return out
         self._mask_seed = self._next_seed()
+        if self._shard is not None:  # drop what one process drops at these rows of the batch
+            self._shard.check_rows(x.shape[0], self._name)
+            row_size = x.size // x.shape[0] if x.shape[0] else 0
+            self._mask_seed = K.shifted_seed(self._mask_seed, self._shard.start * row_size)
         self._mask_shape = x.shape
         K.dropout_update_output(x.reshape(-1), out.reshape(-1), *self._kernel_args(x.dtype))
         return out
