@@ -10,6 +10,7 @@ from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
 from .conv import AvgPool2d, Conv2d, MaxPool2d
 from .criterions import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
+from .distributed import SelfComm, Shard
 from .dropout import Dropout
 from .kernels import _cache
 from .linear import Linear
@@ -46,6 +47,13 @@ def plan(dtype):
                            LogSoftMax())
         yield (f"CNN on {side}x{side} images", model, ClassNLLCriterion(log_input=True), labels,
                (2, 1, side, side))
+    # data-parallel training (nnjit.distributed): synchronized statistics, a shard of one rank
+    model = Sequential(Linear(8, 6, dtype=dtype), BatchNormalization(0.9, sync=True),
+                       Dropout(0.5), Linear(6, 4, dtype=dtype), LogSoftMax())
+    shard = Shard(SelfComm(), 0, 2, 2)
+    model[1]._shard = model[2]._shard = shard
+    yield ("BatchNormalization(sync=True), Dropout in a shard", model,
+           ClassNLLCriterion(log_input=True), labels, (2, 8))
     yield ("AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
                                    LogSoftMax()), ClassNLLCriterion(log_input=True), labels,
            (2, 1, 8, 8))
