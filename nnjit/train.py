@@ -12,6 +12,7 @@ import math
 import os
 import sys
 import time
+import traceback
 
 import numba
 import numpy as np
@@ -71,12 +72,12 @@ def load_digits_split(validation_fraction=0.2):
     return x[train], y[train], x[val], y[val]
 
 
-def build_model(n_in, n_classes, hidden, activation, batchnorm, dropout, dtype):
+def build_model(n_in, n_classes, hidden, activation, batchnorm, dropout, dtype, sync=False):
     layers = []
     for n_out in hidden:
         layers.append(Linear(n_in, n_out, dtype=dtype))
         if batchnorm:
-            layers += [BatchNormalization(0.9), ChannelwiseScaling(n_out, dtype=dtype)]
+            layers += [BatchNormalization(0.9, sync=sync), ChannelwiseScaling(n_out, dtype=dtype)]
         layers.append(ACTIVATIONS[activation]())
         if dropout > 0:
             layers.append(Dropout(dropout))
@@ -114,17 +115,43 @@ def optimizer_config(args):
     return {"learning_rate": args.lr, "momentum": args.momentum}
 
 
-def evaluate(model, criterion, x, y, batch_size):
-    """(mean loss, accuracy) in evaluation mode."""
+def evaluate(model, criterion, x, y, batch_size, parallel=None):
+    """(mean loss, accuracy) in evaluation mode; with ``parallel`` (a DataParallel), each rank
+    evaluates its shard of x and the sums are combined."""
     model.evaluate()
+    n_samples = len(x)
+    if parallel is not None:
+        from .distributed import shard_range
+        start, stop = shard_range(len(x), parallel.size, parallel.rank)
+        x, y = x[start:stop], y[start:stop]
     total_loss, correct = 0.0, 0
     for start in range(0, len(x), batch_size):
         xb, yb = x[start:start + batch_size], y[start:start + batch_size]
         out = model.forward(xb)
         total_loss += criterion.forward(out, yb) * len(xb)
         correct += int((out.argmax(axis=1) == yb).sum())
+    if parallel is not None:
+        total_loss, correct = parallel.sum_across_ranks([total_loss, correct])
     model.train()
-    return total_loss / len(x), correct / len(x)
+    return total_loss / n_samples, correct / n_samples
+
+
+def train_step(model, criterion, xb, yb, step, config, state, parallel=None):
+    """One optimizer step on the global batch (xb, yb); returns (the sum of the losses of this
+    rank's rows, how many of them the model got right, their mean loss)."""
+    if parallel is not None:
+        xb, yb = parallel.shard_batch(xb, yb)
+    model.zeroGradParameters()
+    output = model.forward(xb)
+    # an empty shard (a batch smaller than the rank count) has no loss but joins every collective
+    loss = criterion.forward(output, yb) if len(xb) else 0.0
+    if parallel is None:
+        model.backward(xb, criterion.backward(output, yb))
+    else:
+        model.backward(xb, parallel.loss_gradient(criterion, output, yb))
+        parallel.allreduce_gradients()
+    step(model.getParameters(), model.getGradParameters(), config, state)
+    return loss * len(xb), int((output.argmax(axis=1) == yb).sum()), loss
 
 
 class Progress:
@@ -151,9 +178,14 @@ class Progress:
         self.stream.flush()
 
 
-def train(args, out=None):
-    """Run the command; returns the history (a dict of per-epoch lists)."""
+def train(args, out=None, comm=None):
+    """Run the command; returns the history (a dict of per-epoch lists). With ``comm`` (an
+    MPI communicator), data-parallel over its ranks: only rank 0 prints and writes files."""
     out = out or sys.stdout
+    root = comm is None or comm.Get_rank() == 0
+    if not root:
+        out = open(os.devnull, "w")
+    warn = _warn if root else (lambda message: None)
     if args.data:
         try:
             x_train, y_train, x_val, y_val = load_mnist(args.data)
@@ -168,12 +200,12 @@ def train(args, out=None):
     n_classes = int(max(y_train.max(), y_val.max())) + 1
     present = np.unique(y_train).size
     if present < n_classes:
-        _warn(f"labels run from 0 to {n_classes - 1}, so the model has {n_classes} outputs, but "
+        warn(f"labels run from 0 to {n_classes - 1}, so the model has {n_classes} outputs, but "
               f"only {present} of those classes occur in the training data")
     np.random.seed(args.seed)  # weights and dropout masks
     try:
         if args.model == "cnn":
-            if args.batchnorm:
+            if args.batchnorm or args.sync_batchnorm:
                 raise TrainError("--batchnorm applies to the MLP (BatchNormalization takes "
                                  "(batch, features))")
             x_train, x_val = _as_images(x_train), _as_images(x_val)
@@ -182,7 +214,8 @@ def train(args, out=None):
         else:
             _check_model_memory(x_train.shape[1], n_classes, args.hidden, dtype)
             model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
-                                args.batchnorm, args.dropout, dtype)
+                                args.batchnorm or args.sync_batchnorm, args.dropout, dtype,
+                                sync=args.sync_batchnorm)
     except MemoryError:
         raise TrainError(f"not enough memory for a model with hidden sizes {args.hidden}") from None
     criterion = ClassNLLCriterion(log_input=True)
@@ -194,7 +227,7 @@ def train(args, out=None):
         except (StateFileError, OSError) as exc:
             raise TrainError(_one_line(exc)) from None
         if not all(np.isfinite(p).all() for p in _flatten(model.getParameters())):
-            _warn(f"{args.load} holds NaN or infinite weights: training will not recover from them")
+            warn(f"{args.load} holds NaN or infinite weights: training will not recover from them")
         if state and args.optimizer == "adam" and "m" not in state \
                 or state and args.optimizer == "sgd_momentum" and "accumulated_grads" not in state:
             raise TrainError(f"{args.load} holds the state of another optimizer than "
@@ -205,15 +238,23 @@ def train(args, out=None):
     print(f"backend {_dispatch.get_backend()}, {numba.get_num_threads()} threads, "
           f"{dtype.name}, {args.optimizer} lr {args.lr:g}, batch {args.batch_size}, "
           f"seed {args.seed}", file=out)
+    parallel = None
+    if comm is not None:
+        from .distributed import DataParallel
+        parallel = DataParallel(model, comm)
+        print(f"distributed: {parallel.size} ranks, each with {numba.get_num_threads()} numba and "
+              f"{_blas_threads()} BLAS threads and 1/{parallel.size} of each global batch of "
+              f"{args.batch_size}", file=out)
 
     start = time.perf_counter()
-    _compile(model, criterion, x_train, y_train, x_val, args.batch_size, step, config)
+    _compile(model, criterion, x_train, y_train, x_val, args.batch_size, step, config, comm)
     print(f"kernels compiled in {time.perf_counter() - start:.1f} s", file=out)
 
     history = {key: [] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
     rng = np.random.default_rng(args.seed)
     n_batches = math.ceil(len(x_train) / args.batch_size)
     progress = Progress(out, args.epochs, n_batches)
+    progress.live = progress.live and parallel is None  # a rank's loss is not the batch's
     began = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         epoch_start = time.perf_counter()
@@ -222,38 +263,39 @@ def train(args, out=None):
         model.train()
         for batch in range(n_batches):
             index = order[batch * args.batch_size:(batch + 1) * args.batch_size]
-            xb, yb = x_train[index], y_train[index]
-            model.zeroGradParameters()
-            output = model.forward(xb)
-            loss = criterion.forward(output, yb)
-            model.backward(xb, criterion.backward(output, yb))
-            step(model.getParameters(), model.getGradParameters(), config, state)
-            total_loss += loss * len(index)
-            correct += int((output.argmax(axis=1) == yb).sum())
+            loss_sum, batch_correct, loss = train_step(model, criterion, x_train[index],
+                                                       y_train[index], step, config, state,
+                                                       parallel)
+            total_loss += loss_sum
+            correct += batch_correct
             progress.batch(epoch, batch + 1, loss)
         seconds = time.perf_counter() - epoch_start
-        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024)
-        history["train_loss"].append(total_loss / len(x_train))
-        history["train_accuracy"].append(correct / len(x_train))
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(val_accuracy)
+        if parallel is not None:
+            total_loss, correct = parallel.sum_across_ranks([total_loss, correct])
+            parallel.check_in_sync()
+            parallel.average_moving_statistics()
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024, parallel)
+        history["train_loss"].append(float(total_loss) / len(x_train))
+        history["train_accuracy"].append(float(correct) / len(x_train))
+        history["val_loss"].append(float(val_loss))
+        history["val_accuracy"].append(float(val_accuracy))
         progress.epoch(f"epoch {epoch:>{len(str(args.epochs))}}/{args.epochs}  "
                        f"train loss {history['train_loss'][-1]:.4f}  val loss {val_loss:.4f}  "
                        f"val accuracy {val_accuracy:.4f}  {len(x_train) / seconds:,.0f} samples/s  "
                        f"{time.perf_counter() - began:.2f} s")
     if args.epochs == 0:
-        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024)
-        history["val_loss"].append(val_loss)
-        history["val_accuracy"].append(val_accuracy)
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024, parallel)
+        history["val_loss"].append(float(val_loss))
+        history["val_accuracy"].append(float(val_accuracy))
     print(f"final validation accuracy: {history['val_accuracy'][-1]:.4f} "
           f"(training took {time.perf_counter() - began:.2f} s)", file=out)
-    if args.save:
+    if args.save and root:
         try:
             save(args.save, model, state)
         except OSError as exc:  # checked at the start; the disk may have filled up since
             raise TrainError(f"--save {args.save}: {exc}") from None
         print(f"saved weights, statistics and optimizer state to {args.save}", file=out)
-    if args.plot:
+    if args.plot and root:
         plot_history(history, args.plot)
         print(f"saved the curves to {args.plot}", file=out)
     return history
@@ -285,17 +327,19 @@ def _check_model_memory(n_in, n_classes, hidden, dtype):
                          f"this machine's {available / 2**30:.1f} GiB")
 
 
-def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config):
+def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config, comm=None):
     """One training step and one validation pass on copies, with the real batch sizes, so the
     kernel variants the run needs are compiled before the clock starts; the model, its
-    optimizer state and the random generators are left as they were."""
+    optimizer state and the random generators are left as they were. Every rank takes it in
+    step with the others (the copies' collectives match)."""
     random_state = np.random.get_state()
     model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
-    xb, yb = x_train[:batch_size], y_train[:batch_size]
-    output = model.forward(xb)
-    criterion.forward(output, yb)
-    model.backward(xb, criterion.backward(output, yb))
-    step(model.getParameters(), model.getGradParameters(), config, {})
+    parallel = None
+    if comm is not None:
+        from .distributed import DataParallel
+        parallel = DataParallel(model, comm)
+    train_step(model, criterion, x_train[:batch_size], y_train[:batch_size], step, config, {},
+               parallel)
     model.evaluate()
     model.forward(x_val[:1024])
     np.random.set_state(random_state)
@@ -388,6 +432,9 @@ def parser():
                    metavar=("C1", "C2"), help="the two convolutions' channels (cnn)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     p.add_argument("--batchnorm", action="store_true", help="BatchNormalization + scaling")
+    p.add_argument("--sync-batchnorm", action="store_true",
+                   help="--batchnorm with statistics of the whole global batch across ranks "
+                        "(--distributed; without it each rank normalizes by its own shard)")
     p.add_argument("--dropout", type=_probability, default=0.0, metavar="P")
     p.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     p.add_argument("--lr", type=_learning_rate, default=1e-3, help="learning rate")
@@ -398,29 +445,94 @@ def parser():
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--backend", choices=list(_dispatch.BACKENDS), default=None,
                    help="default: NNJIT_BACKEND or numba")
-    p.add_argument("--threads", type=_positive_int, help="numba threads (default: all)")
+    p.add_argument("--threads", type=_positive_int,
+                   help="numba threads (default: all); with --distributed, numba and BLAS "
+                        "threads of each rank (default: 1)")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI ranks: mpiexec -n N python -m mpi4py -m nnjit "
+                        "train --distributed ...; --batch-size is the global batch")
     p.add_argument("--plot", metavar="FILE.png", help="save loss and accuracy curves")
     p.add_argument("--save", metavar="FILE.npz", help="save weights and optimizer state")
     p.add_argument("--load", metavar="FILE.npz", help="start from saved weights and state")
     return p
 
 
+def _blas_threads():
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "the default number of"
+    sizes = {pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+             if pool["user_api"] == "blas"}
+    return ",".join(map(str, sorted(sizes))) or "no"
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _start_distributed(args):
+    """MPI's COMM_WORLD, with this rank's threads set: ranks share the machine's cores, so
+    each takes one Numba and one BLAS thread unless --threads or the environment
+    (NUMBA_NUM_THREADS, OMP_NUM_THREADS, ...) says otherwise."""
+    try:
+        from .distributed import world
+        comm = world()
+    except ImportError as exc:
+        raise SystemExit(f"python -m nnjit train: --distributed: {exc}") from None
+    if args.threads is None and "NUMBA_NUM_THREADS" not in os.environ:
+        numba.set_num_threads(1)
+    blas = args.threads or (None if any(v in os.environ for v in THREAD_VARIABLES) else 1)
+    if blas is not None:
+        try:
+            import threadpoolctl
+        except ImportError:
+            _warn("threadpoolctl is not installed, so BLAS keeps its default threads (one per "
+                  "core in every rank): pip install 'nnjit[mpi]' or set OMP_NUM_THREADS")
+        else:
+            threadpoolctl.threadpool_limits(blas, user_api="blas")
+    return comm
+
+
 def main(argv=None):
     args = parser().parse_args(argv)
-    if args.plot:
+    if not args.distributed:
+        _run(args, None, args)
+        return
+    comm = _start_distributed(args)
+    # only rank 0 writes files, so only rank 0 checks their destinations
+    checked = args if comm.Get_rank() == 0 else argparse.Namespace(
+        **{**vars(args), "save": None, "plot": None})
+    try:
+        _run(args, comm, checked)
+    except BaseException as exc:
+        # without `python -m mpi4py`, the other ranks would wait for this one forever
+        if comm.Get_size() > 1 and not (isinstance(exc, SystemExit) and not exc.code):
+            if isinstance(exc, SystemExit):
+                print(f"rank {comm.Get_rank()}: {exc.code}", file=sys.stderr, flush=True)
+            else:
+                print(f"rank {comm.Get_rank()}:", file=sys.stderr)
+                traceback.print_exc()
+                sys.stderr.flush()
+            comm.Abort(1)
+        raise
+
+
+def _run(args, comm, checked):
+    """``checked``: args as far as this process checks and writes files (rank 0: all)."""
+    if checked.plot:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise SystemExit("python -m nnjit train: --plot needs matplotlib: "
                              "pip install 'nnjit[plot]'") from None
-    for option, path in (("--save", args.save), ("--plot", args.plot)):
+    for option, path in (("--save", checked.save), ("--plot", checked.plot)):
         if path:  # before training: a run is not lost to a bad destination at its end
             try:
                 check_writable(path)
             except OSError as exc:
                 raise SystemExit(f"python -m nnjit train: {option}: {exc}") from None
-    if args.plot:
-        _check_plot_format(args.plot)
+    if checked.plot:
+        _check_plot_format(checked.plot)
     if args.threads:
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
@@ -428,6 +540,6 @@ def main(argv=None):
         numba.set_num_threads(args.threads)
     try:
         with _dispatch.backend(args.backend or _dispatch.get_backend()):
-            train(args)
+            train(args, comm=comm)
     except TrainError as exc:
         raise SystemExit(f"python -m nnjit train: {exc}") from None
