@@ -20,6 +20,8 @@ Run it with ``mpiexec -n 4 python -m mpi4py your_script.py``: ``-m mpi4py`` turn
 one rank into the end of the job instead of a hang. See docs/distributed.md.
 """
 import hashlib
+import os
+import warnings
 
 import numpy as np
 
@@ -53,6 +55,33 @@ def shard_range(n_rows, size, rank):
     base, extra = divmod(n_rows, size)
     start = rank * base + min(rank, extra)
     return start, start + base + (1 if rank < extra else 0)
+
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def set_rank_threads(threads=None):
+    """Give this rank ``threads`` Numba and BLAS threads; None: one each (ranks share the
+    machine's cores), except where the environment set them (NUMBA_NUM_THREADS for Numba;
+    OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS for BLAS). Limiting BLAS after
+    NumPy's import needs threadpoolctl (in the ``mpi`` extra); without it, a warning.
+    Returns the BLAS thread counts in force, or None if unknown."""
+    import numba
+    if threads is not None or "NUMBA_NUM_THREADS" not in os.environ:
+        numba.set_num_threads(threads or 1)
+    blas = threads or (None if any(v in os.environ for v in THREAD_VARIABLES) else 1)
+    try:
+        import threadpoolctl
+    except ImportError:
+        if blas is not None:
+            warnings.warn("threadpoolctl is not installed, so BLAS keeps its default threads "
+                          "(one per core, in every rank): pip install 'nnjit[mpi]' or set "
+                          "OMP_NUM_THREADS", RuntimeWarning, stacklevel=2)
+        return None
+    if blas is not None:
+        threadpoolctl.threadpool_limits(blas, user_api="blas")
+    return sorted({pool["num_threads"] for pool in threadpoolctl.threadpool_info()
+                   if pool["user_api"] == "blas"})
 
 
 class Shard:

@@ -22,6 +22,7 @@ from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
 from .conv import Conv2d, MaxPool2d
 from .criterions import ClassNLLCriterion
+from .distributed import DataParallel, RanksDivergedError, set_rank_threads, shard_range, world
 from .dropout import Dropout
 from .idx import IDXError, load_mnist
 from .linear import Linear
@@ -121,7 +122,6 @@ def evaluate(model, criterion, x, y, batch_size, parallel=None):
     model.evaluate()
     n_samples = len(x)
     if parallel is not None:
-        from .distributed import shard_range
         start, stop = shard_range(len(x), parallel.size, parallel.rank)
         x, y = x[start:stop], y[start:stop]
     total_loss, correct = 0.0, 0
@@ -240,10 +240,11 @@ def train(args, out=None, comm=None):
           f"seed {args.seed}", file=out)
     parallel = None
     if comm is not None:
-        from .distributed import DataParallel
         parallel = DataParallel(model, comm)
+        blas = getattr(args, "blas_threads", None)
+        blas = ",".join(map(str, blas)) if blas else "the default number of"
         print(f"distributed: {parallel.size} ranks, each with {numba.get_num_threads()} numba and "
-              f"{_blas_threads()} BLAS threads and 1/{parallel.size} of each global batch of "
+              f"{blas} BLAS threads and 1/{parallel.size} of each global batch of "
               f"{args.batch_size}", file=out)
 
     start = time.perf_counter()
@@ -272,7 +273,10 @@ def train(args, out=None, comm=None):
         seconds = time.perf_counter() - epoch_start
         if parallel is not None:
             total_loss, correct = parallel.sum_across_ranks([total_loss, correct])
-            parallel.check_in_sync()
+            try:
+                parallel.check_in_sync()
+            except RanksDivergedError as exc:
+                raise TrainError(f"epoch {epoch}: {exc}") from None
             parallel.average_moving_statistics()
         val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024, parallel)
         history["train_loss"].append(float(total_loss) / len(x_train))
@@ -336,7 +340,6 @@ def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config
     model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
     parallel = None
     if comm is not None:
-        from .distributed import DataParallel
         parallel = DataParallel(model, comm)
     train_step(model, criterion, x_train[:batch_size], y_train[:batch_size], step, config, {},
                parallel)
@@ -457,39 +460,17 @@ def parser():
     return p
 
 
-def _blas_threads():
-    try:
-        import threadpoolctl
-    except ImportError:
-        return "the default number of"
-    sizes = {pool["num_threads"] for pool in threadpoolctl.threadpool_info()
-             if pool["user_api"] == "blas"}
-    return ",".join(map(str, sorted(sizes))) or "no"
-
-
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
 def _start_distributed(args):
-    """MPI's COMM_WORLD, with this rank's threads set: ranks share the machine's cores, so
-    each takes one Numba and one BLAS thread unless --threads or the environment
-    (NUMBA_NUM_THREADS, OMP_NUM_THREADS, ...) says otherwise."""
+    """MPI's COMM_WORLD, with this rank's threads set (nnjit.distributed.set_rank_threads:
+    one Numba and one BLAS thread unless --threads or the environment says otherwise)."""
     try:
-        from .distributed import world
         comm = world()
     except ImportError as exc:
         raise SystemExit(f"python -m nnjit train: --distributed: {exc}") from None
-    if args.threads is None and "NUMBA_NUM_THREADS" not in os.environ:
-        numba.set_num_threads(1)
-    blas = args.threads or (None if any(v in os.environ for v in THREAD_VARIABLES) else 1)
-    if blas is not None:
-        try:
-            import threadpoolctl
-        except ImportError:
-            _warn("threadpoolctl is not installed, so BLAS keeps its default threads (one per "
-                  "core in every rank): pip install 'nnjit[mpi]' or set OMP_NUM_THREADS")
-        else:
-            threadpoolctl.threadpool_limits(blas, user_api="blas")
+    if args.threads is not None and args.threads > numba.config.NUMBA_NUM_THREADS:
+        raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
+                         f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
+    args.blas_threads = set_rank_threads(args.threads)
     return comm
 
 
@@ -533,7 +514,7 @@ def _run(args, comm, checked):
                 raise SystemExit(f"python -m nnjit train: {option}: {exc}") from None
     if checked.plot:
         _check_plot_format(checked.plot)
-    if args.threads:
+    if args.threads and comm is None:  # (distributed: _start_distributed)
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
                              f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")

@@ -154,6 +154,21 @@ def test_a_copy_keeps_the_shard_and_a_pickle_drops_it():
     assert pickle.loads(pickle.dumps(layer))._shard is None
 
 
+@pytest.mark.parametrize("env, expected", [
+    ({}, "1 [1]"),                                   # one of each by default
+    ({"NUMBA_NUM_THREADS": "2", "OMP_NUM_THREADS": "2"}, "2 [2]"),  # the environment wins
+])
+def test_rank_threads_default_to_one_unless_the_environment_says_otherwise(env, expected):
+    pytest.importorskip("threadpoolctl")
+    script = ("import numba\nfrom nnjit import distributed\n"
+              "blas = distributed.set_rank_threads()\nprint(numba.get_num_threads(), blas)")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("NUMBA_NUM_THREADS",) + distributed.THREAD_VARIABLES}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, env={**clean, **env})
+    assert done.stdout.strip() == expected, done.stdout + done.stderr
+
+
 def test_without_mpi4py_the_error_says_what_to_install():
     from conftest import import_blocker
     script = import_blocker("mpi4py") + """
