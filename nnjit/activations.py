@@ -20,15 +20,15 @@ class _Elementwise(Module):
     def updateOutput(self, input):
         x = _checks.float_array(input, self._name)
         out = self._output_buffer(x.shape, x.dtype, x)
-        self.forward_kernel(x.reshape(-1), out.reshape(-1), *self._scalars(x.dtype))
+        # ravel: a view of these C-contiguous arrays, at half reshape(-1)'s call cost
+        self.forward_kernel(x.ravel(), out.ravel(), *self._scalars(x.dtype))
         return out
 
     def updateGradInput(self, input, gradOutput):
         x = _checks.float_array(input, self._name)
         g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
         grad_input = self._grad_input_buffer(x.shape, x.dtype, g)
-        self.backward_kernel(x.reshape(-1), g.reshape(-1), grad_input.reshape(-1),
-                             *self._scalars(x.dtype))
+        self.backward_kernel(x.ravel(), g.ravel(), grad_input.ravel(), *self._scalars(x.dtype))
         return grad_input
 
 
@@ -44,13 +44,19 @@ class LeakyReLU(_Elementwise):
 
     forward_kernel = K.leaky_relu_update_output
     backward_kernel = K.leaky_relu_update_grad_input
+    _cast = (None, None, None)
 
     def __init__(self, slope=0.03):
         super().__init__()
         self.slope = float(slope)
+        self._cast = (None, None, None)  # (dtype, slope, the slope in that dtype)
 
     def _scalars(self, dtype):
-        return (dtype.type(self.slope),)
+        cached_dtype, cached_slope, cast = self._cast
+        if cached_dtype is not dtype or cached_slope != self.slope:  # slope may be reassigned
+            cast = dtype.type(self.slope)
+            self._cast = (dtype, self.slope, cast)
+        return (cast,)
 
     def __repr__(self):
         return f"LeakyReLU({self.slope:g})"

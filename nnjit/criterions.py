@@ -6,6 +6,8 @@ from . import _checks
 from . import kernels as K
 from .module import Criterion, _calls
 
+_INT64 = np.dtype(np.int64)
+
 
 class MSECriterion(Criterion):
     """sum((input - target)**2) / batch; input and target of the same shape (batch, ...)."""
@@ -53,6 +55,8 @@ class _ClassCriterion(Criterion):
                 raise TypeError(f"{self._name}: labels must be integers, got dtype {t.dtype}")
             if t.shape[0] != x.shape[0]:
                 _checks.require_shape(t, (x.shape[0],), self._name, "labels (one per sample)")
+            if t.dtype is _INT64 and t.flags.c_contiguous:
+                return t, None  # without a call into NumPy: 0.2 us of a 3 us criterion call
             if t.dtype == np.uint64:  # as int64, 2**63 and up would wrap: check first
                 self._check_labels(t, x.shape[1])
             return np.ascontiguousarray(t, dtype=np.int64), None

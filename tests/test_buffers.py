@@ -43,6 +43,32 @@ def test_layer_buffers_are_reused(name, dtype, backend):
                 assert out is first_out and grad is first_grad
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", [name for name in LAYERS if name != "Flatten"])
+def test_a_module_fed_its_own_buffers_or_views_of_them_computes_as_on_copies(name, dtype):
+    """A reused buffer must not overlap the input it is computed from: a module fed its own
+    output, a view of it (a slice, a reshape), or its own gradInput as gradOutput, gives what
+    it gives for copies of the same values."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 30)).astype(dtype)
+    module = LAYERS[name](dtype)
+    module.evaluate()  # deterministic Dropout and BatchNormalization
+    if name == "BatchNormalization":
+        module.train()
+        module.alpha = 1.0  # batch statistics, moving ones untouched
+    for view in (lambda a: a, lambda a: a[:], lambda a: a.reshape(40, 30)):
+        module.forward(x)
+        expected = module.forward(module.output.copy()).copy()
+        module.forward(x)
+        np.testing.assert_array_equal(module.forward(view(module.output)), expected)
+        out = module.forward(x).copy()
+        grad = rng.standard_normal(out.shape).astype(dtype)
+        module.backward(x, grad)
+        expected = module.backward(x, module.gradInput.copy()).copy()
+        module.backward(x, grad)
+        np.testing.assert_array_equal(module.backward(x, view(module.gradInput)), expected)
+
+
 @pytest.mark.parametrize("backend", nnjit.BACKENDS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_training_step_allocates_nothing_of_batch_size(dtype, backend):
