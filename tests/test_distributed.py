@@ -198,6 +198,8 @@ CASES = {
     "dropout, sync batchnorm, last batch of one row": ["--batch-size", "479", "--dropout", "0.3",
                                                        "--sync-batchnorm"],
     "uneven shards of 50": ["--batch-size", "50", "--dropout", "0.5"],
+    "a CNN with dropout": ["--model", "cnn", "--channels", "4", "8", "--batch-size", "100",
+                           "--dropout", "0.3", "--epochs", "1"],
     # a batch of 2 on 3 ranks: one empty shard in every step
     "float64, empty shards": ["--batch-size", "2", "--dtype", "float64", "--dropout", "0.3",
                               "--sync-batchnorm", "--epochs", "1"],
@@ -206,7 +208,8 @@ CASES = {
 
 @needs_mpi
 @pytest.mark.parametrize("ranks, case", [(ranks, case) for case in sorted(CASES)
-                                         for ranks in (2, 3) if ranks == 3 or "empty" not in case])
+                                         for ranks in (2, 3) if ranks == 3 or "uneven" in case
+                                         or "last batch" in case])
 def test_ranks_train_exactly_as_one_process(tmp_path, ranks, case):
     args = TRAIN + CASES[case]
     _ok(single("history", str(tmp_path / "one.json"), *args))
