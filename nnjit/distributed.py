@@ -189,23 +189,28 @@ def _describe(array):
 
 def broadcast_parameters(model, comm=None, root=0):
     """Copy root's parameters and BatchNormalization moving statistics to every rank, in
-    place. Every rank must hold a model of the same architecture; if any differs, every rank
-    raises ValueError (none is left waiting)."""
+    place (a rank whose statistics do not exist yet, or differ in shape, gets new arrays;
+    statistics root does not have yet are dropped). Every rank must hold a model of the same
+    architecture; if any differs, every rank raises ValueError (none is left waiting)."""
     comm = world(comm)
-    arrays = _state_arrays(model)
-    descriptions = comm.allgather([_describe(a) for a in arrays])
+    parameters = list(_flatten(model.getParameters()))
+    layers = _batch_norms(model)
+    mine = ([_describe(a) for a in parameters], len(layers))
+    descriptions = comm.allgather(mine)
     for rank, description in enumerate(descriptions):
         if description != descriptions[root]:
             raise ValueError(f"broadcast_parameters: rank {rank}'s model differs from rank "
                              f"{root}'s: {_first_difference(description, descriptions[root])}")
-    if any(a is None for a in arrays):  # statistics created by the first batch: root's or none
-        layers = _batch_norms(model)
-        root_has = comm.bcast([layer.moving_mean is not None for layer in layers], root=root)
-        for layer, has in zip(layers, root_has):
-            if not has:
-                layer.moving_mean = layer.moving_variance = None
-        arrays = [a for a in _state_arrays(model) if a is not None]
-    for array in arrays:
+    statistics = comm.bcast([_describe(layer.moving_mean) for layer in layers], root=root)
+    for layer, description in zip(layers, statistics):
+        if description is None:
+            layer.moving_mean = layer.moving_variance = None
+        elif _describe(layer.moving_mean) != description \
+                or _describe(layer.moving_variance) != description:
+            shape, dtype = description
+            layer.moving_mean, layer.moving_variance = np.empty(shape, dtype), np.empty(shape, dtype)
+    for array in parameters + [a for layer in layers
+                               for a in (layer.moving_mean, layer.moving_variance) if a is not None]:
         if not (array.flags.c_contiguous and array.flags.writeable):
             raise ValueError("broadcast_parameters: a parameter array is not contiguous and "
                              "writable")
@@ -213,11 +218,14 @@ def broadcast_parameters(model, comm=None, root=0):
 
 
 def _first_difference(mine, roots):
-    if len(mine) != len(roots):
-        return f"{len(mine)} state arrays against {len(roots)}"
-    for index, (a, b) in enumerate(zip(mine, roots)):
+    (arrays, layers), (root_arrays, root_layers) = mine, roots
+    if layers != root_layers:
+        return f"{layers} BatchNormalization layers against {root_layers}"
+    if len(arrays) != len(root_arrays):
+        return f"{len(arrays)} parameter arrays against {len(root_arrays)}"
+    for index, (a, b) in enumerate(zip(arrays, root_arrays)):
         if a != b:
-            return f"state array {index} is {a}, root's is {b}"
+            return f"parameter array {index} is {a}, root's is {b}"
     return "?"
 
 

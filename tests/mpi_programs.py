@@ -47,6 +47,15 @@ def api():
     root_model = _mlp(seed=0)
     root_model.forward(np.random.default_rng(0).standard_normal((4, 6)))
     assert distributed.checksum(root_model) == sums[0]
+    # statistics only some ranks have: root's decide
+    for root_has in (True, False):
+        model = _mlp(seed=rank)
+        if (rank == 0) == root_has:
+            model.forward(np.random.default_rng(rank).standard_normal((4, 6)))
+        distributed.broadcast_parameters(model, comm)
+        assert (model[1].moving_mean is not None) == root_has
+        sums = comm.allgather(distributed.checksum(model))
+        assert len(set(sums)) == 1, sums
     done.append("broadcast_parameters")
 
     # one global batch: the gradients after allreduce equal one process's on the whole batch,
