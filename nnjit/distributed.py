@@ -36,6 +36,11 @@ def _mpi():
     except ImportError as exc:
         raise ImportError("nnjit.distributed needs mpi4py and an MPI library: "
                           "pip install 'nnjit[mpi]'") from exc
+    except RuntimeError as exc:  # mpi4py without an MPI library to load
+        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ImportError(f"nnjit.distributed: mpi4py found no MPI library ({first_line}): "
+                          "pip install 'nnjit[mpi]' for Open MPI from PyPI, or load your "
+                          "system's MPI (see docs/distributed.md)") from exc
     return MPI
 
 

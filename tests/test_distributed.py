@@ -183,6 +183,34 @@ except ImportError as exc:
     assert "pip install 'nnjit[mpi]'" in done.stdout, done.stdout + done.stderr
 
 
+def test_without_an_mpi_library_the_error_says_what_to_install():
+    """mpi4py's wheel raises RuntimeError when it finds no libmpi: nnjit says what to do."""
+    script = """
+import importlib.abc, importlib.machinery, sys
+
+class NoLibrary(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == "mpi4py.MPI":
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        raise RuntimeError("cannot load MPI library\\nlibmpi.so: cannot open shared object file")
+    def exec_module(self, module):
+        pass
+
+sys.meta_path.insert(0, NoLibrary())
+from nnjit import distributed
+try:
+    distributed.world()
+except ImportError as exc:
+    print(exc)
+"""
+    pytest.importorskip("mpi4py")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert "found no MPI library (cannot load MPI library)" in done.stdout, done.stdout + done.stderr
+    assert "pip install 'nnjit[mpi]'" in done.stdout
+
+
 # under mpiexec ---------------------------------------------------------------------------
 
 @needs_mpi
