@@ -39,14 +39,15 @@ def _open_mpi():
     return "open mpi" in (done.stdout + done.stderr).lower()
 
 
-def mpirun(ranks, *args, timeout=240, module=False):
-    """mpiexec -n ranks python -m mpi4py ARGS (a program of mpi_programs.py, or -m nnjit ...)."""
+def mpirun(ranks, *args, timeout=240, program=PROGRAMS):
+    """mpiexec -n ranks python -m mpi4py [program] ARGS: by default a program of
+    mpi_programs.py; program=None for ARGS such as ``-m nnjit ...`` or a script."""
     command = [MPIEXEC, "-n", str(ranks)]
     env = dict(os.environ)
     if _open_mpi():  # as root, and more ranks than cores (CI has 2)
         command.append("--oversubscribe")
         env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    command += [sys.executable, "-m", "mpi4py"] + ([] if module else [PROGRAMS]) + list(args)
+    command += [sys.executable, "-m", "mpi4py"] + ([program] if program else []) + list(args)
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -255,7 +256,7 @@ def test_the_command_line_prints_and_saves_on_rank_zero_only(tmp_path):
     saved = tmp_path / "model.npz"
     args = ["train", "--distributed", "--epochs", "2", "--hidden", "32", "--sync-batchnorm",
             "--dropout", "0.2", "--batch-size", "64", "--save", str(saved)]
-    done = _ok(mpirun(2, "-m", "nnjit", *args, module=True))
+    done = _ok(mpirun(2, "-m", "nnjit", *args, program=None))
     assert done.stdout.count("final validation accuracy") == 1, done.stdout
     assert "distributed: 2 ranks, each with 1 numba and 1 BLAS threads" in done.stdout
     assert saved.exists()
@@ -270,6 +271,19 @@ def test_the_command_line_prints_and_saves_on_rank_zero_only(tmp_path):
     _ok(single("predict", str(saved), str(tmp_path / "a.npy")))
     _ok(mpirun(2, "predict", str(saved), str(tmp_path / "b.npy")))
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
+@needs_mpi
+def test_the_example_prints_the_same_losses_on_one_process_and_three_ranks():
+    example = os.path.join(os.path.dirname(HERE), "examples", "distributed.py")
+    one = subprocess.run([sys.executable, example], capture_output=True, text=True, timeout=240)
+    assert one.returncode == 0, one.stderr
+    three = _ok(mpirun(3, example, program=None))
+
+    def epochs(text):
+        return [line.rsplit("(", 1)[0] for line in text.splitlines() if line.startswith("epoch")]
+    assert len(epochs(one.stdout)) == 3 and epochs(three.stdout) == epochs(one.stdout), \
+        (one.stdout, three.stdout)
 
 
 def _ends_quickly(done, began):
