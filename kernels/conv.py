@@ -301,17 +301,20 @@ def chunk_images(field, positions, itemsize):
 def conv2d_gemm_update_output(input, weight, bias, output, stride_h, stride_w, pad_h, pad_w,
                               cols, product):
     """As conv2d_direct_update_output, through columns and BLAS; cols [BUFFER] (K, chunk*P),
-    product [BUFFER] (c_out, chunk*P) with chunk = chunk_images(K, P, itemsize)."""
+    product [BUFFER] (c_out, chunk*P) with chunk = chunk_images(K, P, itemsize). cols of
+    shape (chunks, K, chunk*P) keeps every chunk's columns, each block written and multiplied
+    while in cache as the 2-D scratch is, for conv2d_gemm_acc_grad_weight of the same input."""
     n = input.shape[0]
     c_out, _, kh, kw = weight.shape
     oh, ow = output.shape[2], output.shape[3]
     matrix = weight.reshape(c_out, -1)
-    chunk = cols.shape[1] // (oh * ow)
-    for first in range(0, n, chunk):
+    chunk = cols.shape[-1] // (oh * ow)
+    for index, first in enumerate(range(0, n, chunk)):
+        block = cols[index] if cols.ndim == 3 else cols
         stop = min(first + chunk, n)
         width = (stop - first) * oh * ow
-        _im2col(input, first, stop, kh, kw, stride_h, stride_w, pad_h, pad_w, oh, ow, cols)
-        np.matmul(matrix, cols[:, :width], out=product[:, :width])
+        _im2col(input, first, stop, kh, kw, stride_h, stride_w, pad_h, pad_w, oh, ow, block)
+        np.matmul(matrix, block[:, :width], out=product[:, :width])
         _scatter_with_bias(product, first, stop, bias, output)
 
 
@@ -344,18 +347,24 @@ def conv2d_gemm_update_grad_input(grad_output, weight, grad_input, stride_h, str
 @composite
 def conv2d_gemm_acc_grad_weight(input, grad_output, grad_weight, stride_h, stride_w, pad_h,
                                 pad_w, cols, gathered):
-    """As conv2d_direct_acc_grad_weight, through BLAS: grad_weight += G @ columns.T per chunk."""
+    """As conv2d_direct_acc_grad_weight, through BLAS: grad_weight += G @ columns.T per chunk.
+    cols: the 2-D scratch, or the (chunks, K, chunk*P) columns conv2d_gemm_update_output kept
+    for this same input, used as they are (no im2col)."""
     n = input.shape[0]
     c_out, _, kh, kw = grad_weight.shape
     oh, ow = grad_output.shape[2], grad_output.shape[3]
     grad_matrix = grad_weight.reshape(c_out, -1)
-    chunk = cols.shape[1] // (oh * ow)
-    for first in range(0, n, chunk):
+    chunk = cols.shape[-1] // (oh * ow)
+    for index, first in enumerate(range(0, n, chunk)):
         stop = min(first + chunk, n)
         width = (stop - first) * oh * ow
         _gather(grad_output, first, stop, gathered)
-        _im2col(input, first, stop, kh, kw, stride_h, stride_w, pad_h, pad_w, oh, ow, cols)
-        grad_matrix += gathered[:, :width] @ cols[:, :width].T
+        if cols.ndim == 3:
+            block = cols[index]
+        else:
+            block = cols
+            _im2col(input, first, stop, kh, kw, stride_h, stride_w, pad_h, pad_w, oh, ow, block)
+        grad_matrix += gathered[:, :width] @ block[:, :width].T
 
 
 # ---------------------------------------------------------------- NumPy twins

@@ -38,7 +38,11 @@ class Conv2d(Module):
     int, a pair, "same" (odd kernels, stride 1) or "valid". ``W`` (out, in, kh, kw) as torch's,
     ``b`` (out,), both uniform in +-1/sqrt(in*kh*kw). Computes in its parameters' dtype."""
 
-    _per_call = ("_columns", "_gathered")  # the BLAS path's scratch buffers
+    # the BLAS path's scratch buffers, and the columns forward keeps for the weight gradient
+    # of the same input object
+    _per_call = ("_columns", "_gathered", "_kept_columns", "_columns_input")
+
+    KEEP_COLUMNS_MAX_BYTES = 64 << 20
 
     W = _Parameter()
     b = _Parameter()
@@ -122,17 +126,40 @@ class Conv2d(Module):
                                         self.dtype)
         return self._columns, self._gathered
 
+    def _kept_shape(self, out_shape):
+        """(chunks, K, chunk * positions): every chunk's columns, as forward keeps them."""
+        field, chunk_width = self._columns.shape if self._columns is not None else (0, 0)
+        positions = out_shape[2] * out_shape[3]
+        chunks = -(-out_shape[0] * positions // max(chunk_width, 1))
+        return chunks, field, chunk_width
+
+    def _keep_columns(self, out_shape):
+        """In training, the buffer forward keeps its columns in (backward's weight gradient of
+        the same input then skips im2col: the issue's "reuse forward's columns"), unless they
+        would take more than KEEP_COLUMNS_MAX_BYTES; else None."""
+        shape = self._kept_shape(out_shape)
+        if not self.training or np.prod(shape) * self.dtype.itemsize > self.KEEP_COLUMNS_MAX_BYTES:
+            self._kept_columns = None
+            return None
+        self._kept_columns = _checks.buffer(self._kept_columns, shape, self.dtype)
+        return self._kept_columns
+
     def updateOutput(self, input):
         x, out_shape = self._input(input)
         out = self._output_buffer(out_shape, self.dtype, x)
         path = self._path(out_shape)
+        self._columns_input = None
         if path == "small":
             K.conv2d_small_update_output(x, self.W, self.b, out, *self._geometry())
         elif path == "direct":
             K.conv2d_direct_update_output(x, self.W, self.b, out, *self._geometry())
         else:
             columns, product = self._scratch(out_shape)
-            K.conv2d_gemm_update_output(x, self.W, self.b, out, *self._geometry(), columns, product)
+            kept = self._keep_columns(out_shape)
+            K.conv2d_gemm_update_output(x, self.W, self.b, out, *self._geometry(),
+                                        columns if kept is None else kept, product)
+            if kept is not None:
+                self._columns_input = input
         return out
 
     def updateGradInput(self, input, gradOutput):
@@ -155,8 +182,15 @@ class Conv2d(Module):
         if self._path(out_shape) != "gemm":
             K.conv2d_direct_acc_grad_weight(x, g, self.gradW, *self._geometry())
         else:
+            columns, gathered = self._scratch(out_shape)
+            kept = self._kept_columns
+            # forward's columns, if they are of this very input object (as SoftMax reuses its
+            # output): an input changed in place since its forward is the caller's business
+            if input is not self._columns_input or kept is None \
+                    or kept.shape != self._kept_shape(out_shape):
+                kept = None
             K.conv2d_gemm_acc_grad_weight(x, g, self.gradW, *self._geometry(),
-                                          *self._scratch(out_shape))
+                                          columns if kept is None else kept, gathered)
         if self.has_bias:
             K.conv2d_acc_grad_bias(g, self.gradb)
 

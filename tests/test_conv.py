@@ -357,3 +357,58 @@ def test_avg_pool_gradient_by_central_differences_and_bad_arguments():
         nnjit.AvgPool2d(2, padding=2)
     with pytest.raises(ValueError, match="AvgPool2d: input must be 4-D"):
         nnjit.AvgPool2d(2).forward(np.zeros((2, 4)))
+
+
+def _gemm_conv(dtype, seed=0):
+    """A layer and input on the columns-and-BLAS path, in several chunks (72 x 784 columns a
+    picture)."""
+    np.random.seed(seed)
+    conv = nnjit.Conv2d(8, 6, 3, dtype=dtype)
+    x = np.random.default_rng(seed).standard_normal((64, 8, 28, 28)).astype(dtype)
+    out_shape = (64, 6, 28, 28)
+    assert conv._path(out_shape) == "gemm"
+    return conv, x, np.random.default_rng(seed + 1).standard_normal(out_shape).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_backward_reuses_forwards_columns_only_for_the_same_input(dtype):
+    conv, x, g = _gemm_conv(dtype)
+    conv.forward(x)
+    chunk = K.chunk_images(72, 784, np.dtype(dtype).itemsize)  # 4 pictures (float32), 2
+    assert conv._kept_columns is not None and conv._kept_columns.shape[0] == 64 // chunk > 1
+    kept = conv.backward(x, g).copy(), conv.gradW.copy()
+    conv.zeroGradParameters()
+    conv.forward(x)
+    recomputed = conv.backward(x.copy(), g).copy(), conv.gradW.copy()  # another object
+    with nnjit.backend("numpy"):
+        conv.zeroGradParameters()
+        conv.forward(x)
+        twin = conv.backward(x, g).copy(), conv.gradW.copy()
+    tol = dict(rtol=2e-4, atol=2e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(kept[1], recomputed[1])  # the same columns, the same GEMMs
+    np.testing.assert_allclose(kept[1], twin[1], **tol)
+    np.testing.assert_array_equal(kept[0], recomputed[0])
+    # forward of another input in between: backward of the first recomputes its columns
+    other = x[::-1].copy()
+    conv.zeroGradParameters()
+    conv.forward(x)
+    conv.forward(other)
+    conv.backward(x, g)
+    np.testing.assert_array_equal(conv.gradW, recomputed[1])
+
+
+def test_columns_are_not_kept_in_evaluation_or_beyond_the_memory_cap(monkeypatch):
+    conv, x, g = _gemm_conv(np.float32)
+    conv.evaluate()
+    conv.forward(x)
+    assert conv._kept_columns is None
+    conv.train()
+    monkeypatch.setattr(nnjit.Conv2d, "KEEP_COLUMNS_MAX_BYTES", 1 << 20)
+    conv.forward(x)
+    assert conv._kept_columns is None
+    conv.backward(x, g)
+    reference, _, _ = _gemm_conv(np.float32)
+    with nnjit.backend("numpy"):
+        reference.forward(x)
+        reference.backward(x, g)
+    np.testing.assert_allclose(conv.gradW, reference.gradW, rtol=2e-4, atol=2e-4)
