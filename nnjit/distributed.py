@@ -110,23 +110,28 @@ class Shard:
             raise ValueError(f"{who}: input has {n_rows} rows, but this rank's shard of the "
                              f"global batch is rows {self.start}:{self.stop} of {self.total}")
 
-    def sum_across_ranks(self, array):
-        """The sum over ranks of a float64 array, added in rank order: the same bits on
-        every rank (an Allreduce's order is the library's choice)."""
+    def _gather(self, array):
+        """Every rank's float64 copy of array, stacked in rank order."""
         array = np.ascontiguousarray(array, dtype=np.float64)
         gathered = np.empty((self.comm.Get_size(),) + array.shape)
         self.comm.Allgather(array, gathered)
+        return gathered
+
+    def sum_across_ranks(self, array):
+        """The sum over ranks of a float64 array, added in rank order: the same bits on
+        every rank (an Allreduce's order is the library's choice)."""
+        gathered = self._gather(array)
         total = gathered[0].copy()
         for part in gathered[1:]:
             total += part
         return total
 
-    def combine_statistics(self, local, n_rows, who):
+    def combine_statistics(self, local, who):
         """(mean, biased variance) float64 (c,) of the whole global batch from every rank's
-        (2, c) mean and variance of its rows, combined in rank order (Chan et al.)."""
-        size = self.comm.Get_size()
-        gathered = np.empty((size,) + local.shape)
-        self.comm.Allgather(np.ascontiguousarray(local, dtype=np.float64), gathered)
+        (2, c) mean and variance of its rows (its shard's rows: see check_rows), combined in
+        rank order (Chan et al.)."""
+        gathered = self._gather(local)
+        size = gathered.shape[0]
         if self.total == 0:
             raise ValueError(f"{who}: batch statistics of an empty batch are undefined")
         mean, m2, count = np.zeros(local.shape[1]), np.zeros(local.shape[1]), 0
@@ -214,8 +219,7 @@ def broadcast_parameters(model, comm=None, root=0):
                 or _describe(layer.moving_variance) != description:
             shape, dtype = description
             layer.moving_mean, layer.moving_variance = np.empty(shape, dtype), np.empty(shape, dtype)
-    for array in parameters + [a for layer in layers
-                               for a in (layer.moving_mean, layer.moving_variance) if a is not None]:
+    for array in (a for a in _state_arrays(model) if a is not None):
         if not (array.flags.c_contiguous and array.flags.writeable):
             raise ValueError("broadcast_parameters: a parameter array is not contiguous and "
                              "writable")

@@ -92,7 +92,7 @@ class BatchNormalization(Module):
     def _synchronized_forward(self, x, out, alpha, shard):
         local = np.empty((2, x.shape[1]))
         K.batch_norm_statistics(x, local)
-        mean, variance = shard.combine_statistics(local, x.shape[0], self._name)
+        mean, variance = shard.combine_statistics(local, self._name)
         self._save_mean[...] = mean
         self._save_invstd[...] = 1.0 / np.sqrt(variance + float(self.EPS))
         self.moving_mean[...] = alpha * self.moving_mean + (1 - alpha) * mean

@@ -8,6 +8,7 @@ import argparse
 import copy
 import gzip
 import importlib.util
+import io
 import math
 import os
 import sys
@@ -184,7 +185,7 @@ def train(args, out=None, comm=None):
     out = out or sys.stdout
     root = comm is None or comm.Get_rank() == 0
     if not root:
-        out = open(os.devnull, "w")
+        out = io.StringIO()  # discarded (a devnull handle was never closed)
     warn = _warn if root else (lambda message: None)
     if args.data:
         try:
@@ -467,11 +468,15 @@ def _start_distributed(args):
         comm = world()
     except ImportError as exc:
         raise SystemExit(f"python -m nnjit train: --distributed: {exc}") from None
-    if args.threads is not None and args.threads > numba.config.NUMBA_NUM_THREADS:
-        raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
-                         f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
+    _check_threads(args.threads)
     args.blas_threads = set_rank_threads(args.threads)
     return comm
+
+
+def _check_threads(threads):
+    if threads is not None and threads > numba.config.NUMBA_NUM_THREADS:
+        raise SystemExit(f"python -m nnjit train: --threads {threads} is more than "
+                         f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
 
 
 def main(argv=None):
@@ -515,9 +520,7 @@ def _run(args, comm, checked):
     if checked.plot:
         _check_plot_format(checked.plot)
     if args.threads and comm is None:  # (distributed: _start_distributed)
-        if args.threads > numba.config.NUMBA_NUM_THREADS:
-            raise SystemExit(f"python -m nnjit train: --threads {args.threads} is more than "
-                             f"the {numba.config.NUMBA_NUM_THREADS} numba was started with")
+        _check_threads(args.threads)
         numba.set_num_threads(args.threads)
     try:
         with _dispatch.backend(args.backend or _dispatch.get_backend()):
