@@ -15,12 +15,15 @@ from .batchnorm import (batch_norm_grad_apply, batch_norm_grad_sums, batch_norm_
                         channelwise_scaling_acc_grad_parameters,
                         channelwise_scaling_update_grad_input,
                         channelwise_scaling_update_output)
-from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, chunk_images,
+from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, WIDE_MAX_FIELD,
+                   chunk_images,
                    conv2d_acc_grad_bias, conv2d_small_update_grad_input,
                    conv2d_small_update_output,
                    conv2d_direct_acc_grad_weight, conv2d_direct_update_grad_input,
                    conv2d_direct_update_output, conv2d_gemm_acc_grad_weight,
                    conv2d_gemm_update_grad_input, conv2d_gemm_update_output,
+                   conv2d_wide_acc_grad_parameters, conv2d_wide_update_grad_input,
+                   conv2d_wide_update_output, wide_padded_size,
                    avg_pool2d_update_grad_input, avg_pool2d_update_output,
                    max_pool2d_update_grad_input, max_pool2d_update_output)
 from .dropout import (dropout_update_grad_input, dropout_update_output, drop_threshold,
@@ -41,4 +44,4 @@ from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
 __all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold", "shifted_seed",
                                  "BACKENDS", "backend", "get_backend", "set_backend",
                                  "CHUNK_BYTES", "DIRECT_MAX_FIELD", "SMALL_MAX_WORK",
-                                 "chunk_images"]
+                                 "WIDE_MAX_FIELD", "chunk_images", "wide_padded_size"]

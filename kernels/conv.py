@@ -25,6 +25,7 @@ from ._jit import composite, jit, kernel
 
 CHUNK_BYTES = 1 << 20  # a column matrix chunk fits in a 1 MB L2 cache
 DIRECT_MAX_FIELD = 16  # K = in_channels * kh * kw up to this: direct kernels
+WIDE_MAX_FIELD = 150  # stride 1 and K up to this (16 channels of 3x3): the stride-1 kernels
 SMALL_MAX_WORK = 1 << 17  # multiply-adds of a pass up to this: the float64-summing kernels
 
 
@@ -139,6 +140,248 @@ def conv2d_direct_acc_grad_weight(input, grad_output, grad_weight, stride_h, str
                                     input[b, ci, r, U(j * stride_w + shift)]
                         total += row_total
                 grad_weight[co, ci, ki, kj] += total
+
+
+# ---------------------------------------------------------------- stride-1 ("wide") path
+# A stride-1 convolution is a sum over taps of shifted planes. With each input plane copied
+# into a zero-padded buffer of row width wp, tap (ci, ki, kj) of output position p = i*wp + j
+# reads the flat buffer at p + ci*plane + ki*wp + kj: one offset per tap, the same for every
+# position. So a plane is one long loop per group of taps over the "wide" positions
+# 0 <= p < (oh - 1)*wp + ow (the columns j >= ow of each wide row are scratch, then dropped),
+# instead of 9 short row loops a tap (28-wide rows ran mostly in LLVM's scalar remainder:
+# L1 forward 0.50 -> 0.27 ms). The input gradient is the same correlation of the padded
+# output gradient with the flipped taps; the weight gradient, dot products of the widened
+# output gradient (zero in the scratch columns) with the shifted input planes.
+@jit
+def _pad_plane(source, b, c, top, left, padded, start, hp, wp):
+    """padded[start:start + hp*wp] = plane source[b, c] (h, w) at (top, left), zeros around."""
+    h, w = source.shape[2], source.shape[3]
+    for r in range(hp):
+        row = start + r * wp
+        inside = top <= r < top + h
+        for col in range(wp):
+            padded[U(row + col)] = 0
+        if inside:
+            for col in range(w):
+                padded[U(row + left + col)] = source[b, c, U(r - top), U(col)]
+
+
+@jit
+def _taps(weight, channel, transposed, wp, plane):
+    """(weights, offsets) of one output plane's taps: weight[channel] over (in, kh, kw), or,
+    transposed (the input gradient), weight[:, channel] flipped in both spatial axes."""
+    c_out, c_in, kh, kw = weight.shape
+    planes = c_out if transposed else c_in
+    weights = np.empty(planes * kh * kw, weight.dtype)
+    offsets = np.empty(planes * kh * kw, np.uint64)
+    t = 0
+    for c in range(planes):
+        for ki in range(kh):
+            for kj in range(kw):
+                if transposed:
+                    weights[t] = weight[c, channel, kh - 1 - ki, kw - 1 - kj]
+                else:
+                    weights[t] = weight[channel, c, ki, kj]
+                offsets[t] = c * plane + ki * wp + kj
+                t += 1
+    return weights, offsets
+
+
+@jit
+def _wide_plane(length, like):
+    return np.empty(length, like.dtype)
+
+
+@jit
+def _correlate(padded, base, weights, offsets, acc, length):
+    """acc[p] += sum over taps t of weights[t] * padded[base + offsets[t] + p], p < length."""
+    # Taps in groups of 8 (then 4, then 1): one load and store of acc per group, the sum of
+    # 8 products in registers (groups of 4 were 1.1-2x slower at 9-27 taps).
+    taps, t, base = weights.shape[0], 0, U(base)
+    while t + 8 <= taps:
+        w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        w4, w5, w6, w7 = weights[t + 4], weights[t + 5], weights[t + 6], weights[t + 7]
+        o0, o1, o2, o3 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2], base + offsets[t + 3]
+        o4, o5, o6, o7 = base + offsets[t + 4], base + offsets[t + 5], base + offsets[t + 6], base + offsets[t + 7]
+        for p in range(length):
+            q = U(p)
+            acc[q] += (w0 * padded[o0 + q] + w1 * padded[o1 + q] + w2 * padded[o2 + q]
+                       + w3 * padded[o3 + q]) + (w4 * padded[o4 + q] + w5 * padded[o5 + q]
+                                                 + w6 * padded[o6 + q] + w7 * padded[o7 + q])
+        t += 8
+    while t + 4 <= taps:
+        w0, w1, w2, w3 = weights[t], weights[t + 1], weights[t + 2], weights[t + 3]
+        o0, o1, o2, o3 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2], base + offsets[t + 3]
+        for p in range(length):
+            q = U(p)
+            acc[q] += w0 * padded[o0 + q] + w1 * padded[o1 + q] + w2 * padded[o2 + q] \
+                + w3 * padded[o3 + q]
+        t += 4
+    while t < taps:
+        w0, o0 = weights[t], base + offsets[t]
+        for p in range(length):
+            q = U(p)
+            acc[q] += w0 * padded[o0 + q]
+        t += 1
+
+
+@jit
+def _store_plane(acc, wp, out, b, c):
+    """out[b, c] (oh, ow) = the wide plane acc without its scratch columns."""
+    for i in range(out.shape[2]):
+        for j in range(out.shape[3]):
+            out[b, c, U(i), U(j)] = acc[U(i * wp + j)]
+
+
+@jit
+def _dot_taps(widened, g_base, padded, x_base, offsets, length, totals, zero):
+    """totals[t] += sum over p < length of widened[g_base + p] * padded[x_base + offsets[t] + p],
+    each sum in the arrays' dtype (full SIMD width), added to the float64 totals."""
+    taps, t, g_base, x_base = offsets.shape[0], 0, U(g_base), U(x_base)
+    while t + 8 <= taps:  # 8 taps share each load of the gradient
+        o0, o1, o2, o3 = x_base + offsets[t], x_base + offsets[t + 1], x_base + offsets[t + 2], x_base + offsets[t + 3]
+        o4, o5, o6, o7 = x_base + offsets[t + 4], x_base + offsets[t + 5], x_base + offsets[t + 6], x_base + offsets[t + 7]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+        for p in range(length):
+            q = U(p)
+            gv = widened[g_base + q]
+            s0 += gv * padded[o0 + q]
+            s1 += gv * padded[o1 + q]
+            s2 += gv * padded[o2 + q]
+            s3 += gv * padded[o3 + q]
+            s4 += gv * padded[o4 + q]
+            s5 += gv * padded[o5 + q]
+            s6 += gv * padded[o6 + q]
+            s7 += gv * padded[o7 + q]
+        totals[t] += s0
+        totals[t + 1] += s1
+        totals[t + 2] += s2
+        totals[t + 3] += s3
+        totals[t + 4] += s4
+        totals[t + 5] += s5
+        totals[t + 6] += s6
+        totals[t + 7] += s7
+        t += 8
+    while t < taps:
+        o0 = x_base + offsets[t]
+        s0 = zero
+        for p in range(length):
+            q = U(p)
+            s0 += widened[g_base + q] * padded[o0 + q]
+        totals[t] += s0
+        t += 1
+
+
+@jit
+def _add_totals(totals, grad_weight, co):
+    """grad_weight[co] (in, kh, kw) += totals (in * kh * kw,), in order."""
+    flat = grad_weight[co].reshape(totals.shape[0])
+    for t in range(totals.shape[0]):
+        flat[t] += totals[t]
+
+
+@jit
+def _float64_zeros(size):
+    return np.zeros(size)
+
+
+def wide_padded_size(n, channels, h, w, pad_h, pad_w):
+    """Elements of the padded buffer the stride-1 kernels take for (n, channels, h, w)."""
+    return n * channels * (h + 2 * pad_h) * (w + 2 * pad_w)
+
+
+@kernel(size_arg=3)
+def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded):
+    """Stride 1: as conv2d_direct_update_output; padded [BUFFER] 1-D, at least
+    wide_padded_size(n, c_in, h, w, pad_h, pad_w) elements."""
+    n, c_in, h, w = input.shape
+    c_out = weight.shape[0]
+    oh, ow = output.shape[2], output.shape[3]
+    hp, wp = h + 2 * pad_h, w + 2 * pad_w
+    plane = hp * wp
+    for task in prange(n * c_in):
+        _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
+    length = (oh - 1) * wp + ow
+    for task in prange(n * c_out):
+        b, co = task // c_out, task % c_out
+        weights, offsets = _taps(weight, co, False, wp, plane)
+        acc = _wide_plane(length, output)
+        for p in range(length):
+            acc[p] = bias[co]
+        _correlate(padded, b * c_in * plane, weights, offsets, acc, length)
+        _store_plane(acc, wp, output, b, co)
+
+
+@kernel(size_arg=2)
+def conv2d_wide_update_grad_input(grad_output, weight, grad_input, pad_h, pad_w, padded):
+    """Stride 1, pad_h < kh and pad_w < kw: as conv2d_direct_update_grad_input; padded
+    [BUFFER] 1-D, at least wide_padded_size(n, c_out, oh, ow, kh - 1 - pad_h, kw - 1 - pad_w)
+    elements."""
+    n, c_out, oh, ow = grad_output.shape
+    c_in, kh, kw = weight.shape[1], weight.shape[2], weight.shape[3]
+    h, w = grad_input.shape[2], grad_input.shape[3]
+    top, left = kh - 1 - pad_h, kw - 1 - pad_w
+    hp, wp = oh + 2 * top, ow + 2 * left
+    plane = hp * wp
+    for task in prange(n * c_out):
+        _pad_plane(grad_output, task // c_out, task % c_out, top, left, padded, task * plane,
+                   hp, wp)
+    length = (h - 1) * wp + w
+    for task in prange(n * c_in):
+        b, ci = task // c_in, task % c_in
+        weights, offsets = _taps(weight, ci, True, wp, plane)
+        acc = _wide_plane(length, grad_input)
+        for p in range(length):
+            acc[p] = 0
+        _correlate(padded, b * c_out * plane, weights, offsets, acc, length)
+        _store_plane(acc, wp, grad_input, b, ci)
+
+
+@jit
+def _widen_plane(grad_output, b, co, widened, wp):
+    """widened (oh * wp,) = plane grad_output[b, co] in rows of width wp, zeros in the scratch
+    columns; returns the plane's sum (float64, in order: the bias gradient's share)."""
+    oh, ow = grad_output.shape[2], grad_output.shape[3]
+    total = 0.0
+    for i in range(oh):
+        row = i * wp
+        for j in range(ow):
+            value = grad_output[b, co, U(i), U(j)]
+            widened[U(row + j)] = value
+            total += value
+        for j in range(ow, wp):
+            widened[U(row + j)] = 0
+    return total
+
+
+@kernel(size_arg=1)
+def conv2d_wide_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, with_bias,
+                                    pad_h, pad_w, padded):
+    """Stride 1: grad_weight += the weight gradient, as conv2d_direct_acc_grad_weight, and, if
+    with_bias, grad_bias += the bias gradient, as conv2d_acc_grad_bias; one task per output
+    channel, the batch summed in order. padded [BUFFER] as conv2d_wide_update_output's."""
+    n, c_in, h, w = input.shape
+    c_out = grad_weight.shape[0]
+    oh, ow = grad_output.shape[2], grad_output.shape[3]
+    hp, wp = h + 2 * pad_h, w + 2 * pad_w
+    plane = hp * wp
+    for task in prange(n * c_in):
+        _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
+    length = (oh - 1) * wp + ow
+    zero = grad_weight.dtype.type(0)
+    for co in prange(c_out):
+        # the task widens its own gradient planes: a shared widened buffer written by one
+        # parallel loop and read by the next ran 3x slower than serial at times here
+        _, offsets = _taps(grad_weight, co, False, wp, plane)
+        totals = _float64_zeros(offsets.shape[0])
+        widened = _wide_plane(oh * wp, grad_weight)
+        bias_total = 0.0
+        for b in range(n):
+            bias_total += _widen_plane(grad_output, b, co, widened, wp)
+            _dot_taps(widened, 0, padded, b * c_in * plane, offsets, length, totals, zero)
+        _add_totals(totals, grad_weight, co)
+        if with_bias:
+            grad_bias[co] += bias_total
 
 
 # ---------------------------------------------------------------- small path
@@ -415,6 +658,24 @@ conv2d_direct_update_grad_input.numpy_twin(conv2d_update_grad_input_numpy)
 conv2d_direct_acc_grad_weight.numpy_twin(conv2d_acc_grad_weight_numpy)
 conv2d_small_update_output.numpy_twin(conv2d_update_output_numpy)
 conv2d_small_update_grad_input.numpy_twin(conv2d_update_grad_input_numpy)
+
+
+@conv2d_wide_update_output.numpy_twin
+def conv2d_wide_update_output_numpy(input, weight, bias, output, pad_h, pad_w, padded):
+    conv2d_update_output_numpy(input, weight, bias, output, 1, 1, pad_h, pad_w)
+
+
+@conv2d_wide_update_grad_input.numpy_twin
+def conv2d_wide_update_grad_input_numpy(grad_output, weight, grad_input, pad_h, pad_w, padded):
+    conv2d_update_grad_input_numpy(grad_output, weight, grad_input, 1, 1, pad_h, pad_w)
+
+
+@conv2d_wide_acc_grad_parameters.numpy_twin
+def conv2d_wide_acc_grad_parameters_numpy(input, grad_output, grad_weight, grad_bias,
+                                          with_bias, pad_h, pad_w, padded):
+    conv2d_acc_grad_weight_numpy(input, grad_output, grad_weight, 1, 1, pad_h, pad_w)
+    if with_bias:
+        conv2d_acc_grad_bias.numpy(grad_output, grad_bias)
 
 
 @conv2d_gemm_update_grad_input.numpy_twin

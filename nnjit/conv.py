@@ -38,9 +38,10 @@ class Conv2d(Module):
     int, a pair, "same" (odd kernels, stride 1) or "valid". ``W`` (out, in, kh, kw) as torch's,
     ``b`` (out,), both uniform in +-1/sqrt(in*kh*kw). Computes in its parameters' dtype."""
 
-    # the BLAS path's scratch buffers, and the columns forward keeps for the weight gradient
-    # of the same input object
-    _per_call = ("_columns", "_gathered", "_kept_columns", "_columns_input")
+    # the BLAS path's scratch buffers, the columns forward keeps for the weight gradient of
+    # the same input object, and the stride-1 path's padded planes
+    _per_call = ("_columns", "_gathered", "_kept_columns", "_columns_input", "_padded_input",
+                 "_padded_grad")
 
     KEEP_COLUMNS_MAX_BYTES = 64 << 20
 
@@ -109,12 +110,23 @@ class Conv2d(Module):
         return (*self.stride, *self.padding)
 
     def _path(self, out_shape):
-        """"small" (float64 sums, for the shapes people test with), "direct" (a small
-        receptive field) or "gemm" (columns and BLAS); see kernels/conv.py."""
-        field = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        """"small" (float64 sums, for the shapes people test with), "wide" (stride 1),
+        "direct" (a small receptive field) or "gemm" (columns and BLAS); see kernels/conv.py."""
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        field = self.in_channels * kh * kw
         if field * out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] <= K.SMALL_MAX_WORK:
             return "small"
+        if self.stride == (1, 1) and ph < kh and pw < kw and field <= K.WIDE_MAX_FIELD:
+            return "wide"
         return "direct" if field <= K.DIRECT_MAX_FIELD else "gemm"
+
+    def _padded(self, name, channels_shape, pad_h, pad_w):
+        """The stride-1 path's 1-D buffer ``name`` for planes of (n, channels, h, w)
+        padded by (pad_h, pad_w)."""
+        size = K.wide_padded_size(*channels_shape, pad_h, pad_w)
+        buffer = _checks.buffer(getattr(self, name), (size,), self.dtype)
+        setattr(self, name, buffer)
+        return buffer
 
     def _scratch(self, out_shape):
         """The BLAS path's buffers, sized for out_shape's positions."""
@@ -151,6 +163,9 @@ class Conv2d(Module):
         self._columns_input = None
         if path == "small":
             K.conv2d_small_update_output(x, self.W, self.b, out, *self._geometry())
+        elif path == "wide":
+            K.conv2d_wide_update_output(x, self.W, self.b, out, *self.padding,
+                                        self._padded("_padded_input", x.shape, *self.padding))
         elif path == "direct":
             K.conv2d_direct_update_output(x, self.W, self.b, out, *self._geometry())
         else:
@@ -169,6 +184,10 @@ class Conv2d(Module):
         path = self._path(out_shape)
         if path == "small":
             K.conv2d_small_update_grad_input(g, self.W, grad_input, *self._geometry())
+        elif path == "wide":
+            (kh, kw), (ph, pw) = self.kernel_size, self.padding
+            padded = self._padded("_padded_grad", g.shape, kh - 1 - ph, kw - 1 - pw)
+            K.conv2d_wide_update_grad_input(g, self.W, grad_input, ph, pw, padded)
         elif path == "direct":
             K.conv2d_direct_update_grad_input(g, self.W, grad_input, *self._geometry())
         else:
@@ -179,7 +198,13 @@ class Conv2d(Module):
     def accGradParameters(self, input, gradOutput):
         x, out_shape = self._input(input)
         g = _checks.grad_output_array(gradOutput, out_shape, self.dtype, self._name)
-        if self._path(out_shape) != "gemm":
+        path = self._path(out_shape)
+        if path == "wide":  # the bias gradient too, from the same pass over gradOutput
+            K.conv2d_wide_acc_grad_parameters(x, g, self.gradW, self.gradb, self.has_bias,
+                                              *self.padding,
+                                              self._padded("_padded_input", x.shape, *self.padding))
+            return
+        if path != "gemm":
             K.conv2d_direct_acc_grad_weight(x, g, self.gradW, *self._geometry())
         else:
             columns, gathered = self._scratch(out_shape)

@@ -38,15 +38,20 @@ def plan(dtype):
             yield (f"{type(criterion).__name__} on {form}, {kind}", Sequential(*layers),
                    criterion, target, (2, 8))
     yield "MSECriterion", Sequential(*_body(dtype)), MSECriterion(), np.zeros((2, 4), dtype), (2, 8)
-    # images: Conv2d's three paths (float64 sums for small work, direct, columns and BLAS)
-    for side, first in ((8, 4), (64, 8)):
+    # images: Conv2d's four paths (float64 sums for small work, stride 1, strided small
+    # fields, columns and BLAS for large fields)
+    for side, first, second_kernel in ((8, 4, 3), (64, 8, 5)):
         pooled = side // 4
         model = Sequential(Conv2d(1, first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
-                           Conv2d(first, 2 * first, 3, dtype=dtype), ReLU(), MaxPool2d(2),
-                           Flatten(), Linear(2 * first * pooled * pooled, 4, dtype=dtype),
-                           LogSoftMax())
+                           Conv2d(first, 2 * first, second_kernel, dtype=dtype), ReLU(),
+                           MaxPool2d(2), Flatten(),
+                           Linear(2 * first * pooled * pooled, 4, dtype=dtype), LogSoftMax())
         yield (f"CNN on {side}x{side} images", model, ClassNLLCriterion(log_input=True), labels,
                (2, 1, side, side))
+    model = Sequential(Conv2d(1, 8, 3, stride=2, dtype=dtype), ReLU(), Flatten(),
+                       Linear(8 * 32 * 32, 4, dtype=dtype), LogSoftMax())
+    yield ("strided CNN on 64x64 images", model, ClassNLLCriterion(log_input=True), labels,
+           (2, 1, 64, 64))
     # data-parallel training (nnjit.distributed): synchronized statistics, a shard of one rank
     model = Sequential(Linear(8, 6, dtype=dtype), BatchNormalization(0.9, sync=True),
                        Dropout(0.5), Linear(6, 4, dtype=dtype), LogSoftMax())

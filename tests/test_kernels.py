@@ -95,9 +95,22 @@ def _conv_kernel_args(kind):
         if kind == "gemm_grad_input":
             return [grad_output, weight, np.full(x.shape, np.nan, dt), *GEOMETRY,
                     *_conv_scratch(n, out_shape, dt, 3)]
+        if kind == "wide_output":
+            return [x, weight, bias, np.full(out_shape, np.nan, dt), 1, 1,
+                    _wide_padded(n, 2, x, dt)]
+        if kind == "wide_grad_input":  # padded by kernel - 1 - padding = 1 on each side
+            return [grad_output, weight, np.full(x.shape, np.nan, dt), 1, 1,
+                    _wide_padded(n, 3, x, dt)]
+        if kind == "wide_grad_parameters":
+            return [x, grad_output, np.ones(weight.shape, dt), np.ones(3, dt), True, 1, 1,
+                    _wide_padded(n, 2, x, dt)]
         return [x, grad_output, np.ones(weight.shape, dt), *GEOMETRY,
                 *_conv_scratch(n, out_shape, dt, 3)]
     return build
+
+
+def _wide_padded(n, channels, x, dt):
+    return np.full(K.wide_padded_size(n, channels, *x.shape[2:], 1, 1), np.nan, dt)
 
 
 def _pool_args(r, n, c, dt, backward=False):
@@ -119,6 +132,9 @@ ARGS = {
     "conv2d_gemm_update_output": _conv_kernel_args("gemm_output"),
     "conv2d_gemm_update_grad_input": _conv_kernel_args("gemm_grad_input"),
     "conv2d_gemm_acc_grad_weight": _conv_kernel_args("gemm_grad_weight"),
+    "conv2d_wide_update_output": _conv_kernel_args("wide_output"),
+    "conv2d_wide_update_grad_input": _conv_kernel_args("wide_grad_input"),
+    "conv2d_wide_acc_grad_parameters": _conv_kernel_args("wide_grad_parameters"),
     "conv2d_acc_grad_bias": lambda r, n, c, dt: [
         _x(r, 1, n * 3 * 5 * (4 + c % 9), dt).reshape(n, 3, 5, 4 + c % 9), np.ones(3, dt)],
     "max_pool2d_update_output": lambda r, n, c, dt: _pool_args(r, n, c, dt),
@@ -252,7 +268,8 @@ def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
 
 # Scratch buffers of the BLAS-path kernels: their content is the kernel's business, not compared.
 SCRATCH = {"conv2d_gemm_update_output": (8, 9), "conv2d_gemm_update_grad_input": (7, 8),
-           "conv2d_gemm_acc_grad_weight": (7, 8)}
+           "conv2d_gemm_acc_grad_weight": (7, 8), "conv2d_wide_update_output": (6,),
+           "conv2d_wide_update_grad_input": (5,), "conv2d_wide_acc_grad_parameters": (7,)}
 
 
 def _check_against_twin(variant, twin, args, dtype):
