@@ -30,6 +30,18 @@ def _kernels_beside_a_source_tree():
     spec.loader.exec_module(module)
 
 
+def _quiet_idle_openblas_threads():
+    """After each threaded call OpenBLAS's idle threads busy-wait for 2**28 cycles (about
+    0.1 s) before they sleep; on a machine with few cores they hold the core a Numba worker
+    needs, and a parallel kernel run within that time goes at serial speed
+    (tools/blas_spin.py). OpenBLAS reads OPENBLAS_THREAD_TIMEOUT (2**value cycles, 4 to 30)
+    once, as it loads: default it to 4 (sleep at once) unless the user set it or NumPy, which
+    loads OpenBLAS, is already imported (docs/threads.md)."""
+    if "numpy" not in _sys.modules:
+        _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+_quiet_idle_openblas_threads()
 _kernels_beside_a_source_tree()
 
 from .kernels import BACKENDS, backend, get_backend, set_backend

@@ -6,6 +6,7 @@ import threading
 
 import numba
 import numpy as np
+import pytest
 
 import nnjit
 
@@ -155,3 +156,20 @@ def test_a_new_module_declares_its_own_per_thread_state():
     bare = _Recorder.__new__(_Recorder)  # a subclass that skipped __init__
     bare.forward(np.ones(2))
     assert bare._last_input_sum == 2.0
+
+
+@pytest.mark.parametrize("first, preset, expected", [
+    ("nnjit", None, "4"),         # nnjit before NumPy: idle OpenBLAS threads sleep at once
+    ("nnjit", "20", "20"),        # the user's own value stands
+    ("numpy", None, "unset"),     # NumPy (and so OpenBLAS) loaded first: too late, untouched
+])
+def test_openblas_idle_threads_default_only_before_numpy_loads(first, preset, expected):
+    code = (f"import {first}, nnjit, os\n"
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == expected
