@@ -166,30 +166,35 @@ def _pad_plane(source, b, c, top, left, padded, start, hp, wp):
                 padded[U(row + left + col)] = source[b, c, U(r - top), U(col)]
 
 
+BLOCK = 4  # output planes a task computes together: each load of the padded input feeds 4
+
+
 @jit
-def _taps(weight, channel, transposed, wp, plane):
-    """(weights, offsets) of one output plane's taps: weight[channel] over (in, kh, kw), or,
-    transposed (the input gradient), weight[:, channel] flipped in both spatial axes."""
+def _taps(weight, first, count, transposed, wp, plane):
+    """(weights (BLOCK, T), offsets (T,)) of output planes first..first + count - 1 (rows past
+    count stay zero): weight[channel] over (in, kh, kw), or, transposed (the input gradient),
+    weight[:, channel] flipped in both spatial axes."""
     c_out, c_in, kh, kw = weight.shape
     planes = c_out if transposed else c_in
-    weights = np.empty(planes * kh * kw, weight.dtype)
+    weights = np.zeros((BLOCK, planes * kh * kw), weight.dtype)
     offsets = np.empty(planes * kh * kw, np.uint64)
     t = 0
     for c in range(planes):
         for ki in range(kh):
             for kj in range(kw):
-                if transposed:
-                    weights[t] = weight[c, channel, kh - 1 - ki, kw - 1 - kj]
-                else:
-                    weights[t] = weight[channel, c, ki, kj]
+                for k in range(count):
+                    if transposed:
+                        weights[k, t] = weight[c, first + k, kh - 1 - ki, kw - 1 - kj]
+                    else:
+                        weights[k, t] = weight[first + k, c, ki, kj]
                 offsets[t] = c * plane + ki * wp + kj
                 t += 1
     return weights, offsets
 
 
 @jit
-def _wide_plane(length, like):
-    return np.empty(length, like.dtype)
+def _wide_planes(rows, length, like):
+    return np.empty((rows, length), like.dtype)
 
 
 @jit
@@ -222,6 +227,59 @@ def _correlate(padded, base, weights, offsets, acc, length):
         for p in range(length):
             q = U(p)
             acc[q] += w0 * padded[o0 + q]
+        t += 1
+
+
+@jit
+def _correlate_block(padded, base, weights, offsets, acc, length, count):
+    """_correlate for the planes acc[:count] with weights[:count]; a full block of 4 shares
+    each load of padded among the 4 (L1 forward 0.28 -> 0.21 ms, L2 1.7 -> 1.2 here)."""
+    if count < BLOCK:
+        for k in range(count):
+            _correlate(padded, base, weights[k], offsets, acc[k], length)
+        return
+    taps, t, base = offsets.shape[0], 0, U(base)
+    a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+    while t + 8 <= taps:  # 32 weights, 8 inputs and 4 sums: about the 32 vector registers
+        w00, w01, w02, w03, w04, w05, w06, w07 = weights[0, t:t + 8]
+        w10, w11, w12, w13, w14, w15, w16, w17 = weights[1, t:t + 8]
+        w20, w21, w22, w23, w24, w25, w26, w27 = weights[2, t:t + 8]
+        w30, w31, w32, w33, w34, w35, w36, w37 = weights[3, t:t + 8]
+        o0, o1, o2, o3 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2], base + offsets[t + 3]
+        o4, o5, o6, o7 = base + offsets[t + 4], base + offsets[t + 5], base + offsets[t + 6], base + offsets[t + 7]
+        for p in range(length):
+            q = U(p)
+            x0, x1, x2, x3 = padded[o0 + q], padded[o1 + q], padded[o2 + q], padded[o3 + q]
+            x4, x5, x6, x7 = padded[o4 + q], padded[o5 + q], padded[o6 + q], padded[o7 + q]
+            a0[q] += (w00 * x0 + w01 * x1 + w02 * x2 + w03 * x3) + (w04 * x4 + w05 * x5 + w06 * x6 + w07 * x7)
+            a1[q] += (w10 * x0 + w11 * x1 + w12 * x2 + w13 * x3) + (w14 * x4 + w15 * x5 + w16 * x6 + w17 * x7)
+            a2[q] += (w20 * x0 + w21 * x1 + w22 * x2 + w23 * x3) + (w24 * x4 + w25 * x5 + w26 * x6 + w27 * x7)
+            a3[q] += (w30 * x0 + w31 * x1 + w32 * x2 + w33 * x3) + (w34 * x4 + w35 * x5 + w36 * x6 + w37 * x7)
+        t += 8
+    while t + 4 <= taps:
+        w00, w01, w02, w03 = weights[0, t:t + 4]
+        w10, w11, w12, w13 = weights[1, t:t + 4]
+        w20, w21, w22, w23 = weights[2, t:t + 4]
+        w30, w31, w32, w33 = weights[3, t:t + 4]
+        o0, o1, o2, o3 = base + offsets[t], base + offsets[t + 1], base + offsets[t + 2], base + offsets[t + 3]
+        for p in range(length):
+            q = U(p)
+            x0, x1, x2, x3 = padded[o0 + q], padded[o1 + q], padded[o2 + q], padded[o3 + q]
+            a0[q] += w00 * x0 + w01 * x1 + w02 * x2 + w03 * x3
+            a1[q] += w10 * x0 + w11 * x1 + w12 * x2 + w13 * x3
+            a2[q] += w20 * x0 + w21 * x1 + w22 * x2 + w23 * x3
+            a3[q] += w30 * x0 + w31 * x1 + w32 * x2 + w33 * x3
+        t += 4
+    while t < taps:
+        o0 = base + offsets[t]
+        w00, w10, w20, w30 = weights[0, t], weights[1, t], weights[2, t], weights[3, t]
+        for p in range(length):
+            q = U(p)
+            x0 = padded[o0 + q]
+            a0[q] += w00 * x0
+            a1[q] += w10 * x0
+            a2[q] += w20 * x0
+            a3[q] += w30 * x0
         t += 1
 
 
@@ -273,6 +331,74 @@ def _dot_taps(widened, g_base, padded, x_base, offsets, length, totals, zero):
 
 
 @jit
+def _dot_taps_block(widened, padded, x_base, offsets, length, totals, zero, count):
+    """_dot_taps for the gradient planes widened[:count] into totals[:count]; a full block of
+    4 shares each load of padded among 4 planes and each load of a plane among 4 taps."""
+    if count < BLOCK:
+        for k in range(count):
+            _dot_taps(widened[k], 0, padded, x_base, offsets, length, totals[k], zero)
+        return
+    taps, t, x_base = offsets.shape[0], 0, U(x_base)
+    g0, g1, g2, g3 = widened[0], widened[1], widened[2], widened[3]
+    while t + 4 <= taps:  # 16 sums, 4 inputs and 4 gradients in registers
+        o0, o1, o2, o3 = x_base + offsets[t], x_base + offsets[t + 1], x_base + offsets[t + 2], x_base + offsets[t + 3]
+        s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+        s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+        for p in range(length):
+            q = U(p)
+            x0, x1, x2, x3 = padded[o0 + q], padded[o1 + q], padded[o2 + q], padded[o3 + q]
+            v0, v1, v2, v3 = g0[q], g1[q], g2[q], g3[q]
+            s00 += v0 * x0
+            s01 += v0 * x1
+            s02 += v0 * x2
+            s03 += v0 * x3
+            s10 += v1 * x0
+            s11 += v1 * x1
+            s12 += v1 * x2
+            s13 += v1 * x3
+            s20 += v2 * x0
+            s21 += v2 * x1
+            s22 += v2 * x2
+            s23 += v2 * x3
+            s30 += v3 * x0
+            s31 += v3 * x1
+            s32 += v3 * x2
+            s33 += v3 * x3
+        totals[0, t] += s00
+        totals[0, t + 1] += s01
+        totals[0, t + 2] += s02
+        totals[0, t + 3] += s03
+        totals[1, t] += s10
+        totals[1, t + 1] += s11
+        totals[1, t + 2] += s12
+        totals[1, t + 3] += s13
+        totals[2, t] += s20
+        totals[2, t + 1] += s21
+        totals[2, t + 2] += s22
+        totals[2, t + 3] += s23
+        totals[3, t] += s30
+        totals[3, t + 1] += s31
+        totals[3, t + 2] += s32
+        totals[3, t + 3] += s33
+        t += 4
+    while t < taps:
+        o0 = x_base + offsets[t]
+        s00 = s10 = s20 = s30 = zero
+        for p in range(length):
+            q = U(p)
+            x0 = padded[o0 + q]
+            s00 += g0[q] * x0
+            s10 += g1[q] * x0
+            s20 += g2[q] * x0
+            s30 += g3[q] * x0
+        totals[0, t] += s00
+        totals[1, t] += s10
+        totals[2, t] += s20
+        totals[3, t] += s30
+        t += 1
+
+
+@jit
 def _add_totals(totals, grad_weight, co):
     """grad_weight[co] (in, kh, kw) += totals (in * kh * kw,), in order."""
     flat = grad_weight[co].reshape(totals.shape[0])
@@ -281,8 +407,8 @@ def _add_totals(totals, grad_weight, co):
 
 
 @jit
-def _float64_zeros(size):
-    return np.zeros(size)
+def _float64_zeros(rows, columns):
+    return np.zeros((rows, columns))
 
 
 def wide_padded_size(n, channels, h, w, pad_h, pad_w):
@@ -302,14 +428,18 @@ def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded)
     for task in prange(n * c_in):
         _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
     length = (oh - 1) * wp + ow
-    for task in prange(n * c_out):
-        b, co = task // c_out, task % c_out
-        weights, offsets = _taps(weight, co, False, wp, plane)
-        acc = _wide_plane(length, output)
-        for p in range(length):
-            acc[p] = bias[co]
-        _correlate(padded, b * c_in * plane, weights, offsets, acc, length)
-        _store_plane(acc, wp, output, b, co)
+    blocks = (c_out + BLOCK - 1) // BLOCK
+    for task in prange(n * blocks):
+        b, first = task // blocks, task % blocks * BLOCK
+        count = min(BLOCK, c_out - first)
+        weights, offsets = _taps(weight, first, count, False, wp, plane)
+        acc = _wide_planes(BLOCK, length, output)
+        for k in range(count):
+            for p in range(length):
+                acc[k, p] = bias[first + k]
+        _correlate_block(padded, b * c_in * plane, weights, offsets, acc, length, count)
+        for k in range(count):
+            _store_plane(acc[k], wp, output, b, first + k)
 
 
 @kernel(size_arg=2)
@@ -327,14 +457,18 @@ def conv2d_wide_update_grad_input(grad_output, weight, grad_input, pad_h, pad_w,
         _pad_plane(grad_output, task // c_out, task % c_out, top, left, padded, task * plane,
                    hp, wp)
     length = (h - 1) * wp + w
-    for task in prange(n * c_in):
-        b, ci = task // c_in, task % c_in
-        weights, offsets = _taps(weight, ci, True, wp, plane)
-        acc = _wide_plane(length, grad_input)
-        for p in range(length):
-            acc[p] = 0
-        _correlate(padded, b * c_out * plane, weights, offsets, acc, length)
-        _store_plane(acc, wp, grad_input, b, ci)
+    blocks = (c_in + BLOCK - 1) // BLOCK
+    for task in prange(n * blocks):
+        b, first = task // blocks, task % blocks * BLOCK
+        count = min(BLOCK, c_in - first)
+        weights, offsets = _taps(weight, first, count, True, wp, plane)
+        acc = _wide_planes(BLOCK, length, grad_input)
+        for k in range(count):
+            for p in range(length):
+                acc[k, p] = 0
+        _correlate_block(padded, b * c_out * plane, weights, offsets, acc, length, count)
+        for k in range(count):
+            _store_plane(acc[k], wp, grad_input, b, first + k)
 
 
 @jit
@@ -358,8 +492,9 @@ def _widen_plane(grad_output, b, co, widened, wp):
 def conv2d_wide_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, with_bias,
                                     pad_h, pad_w, padded):
     """Stride 1: grad_weight += the weight gradient, as conv2d_direct_acc_grad_weight, and, if
-    with_bias, grad_bias += the bias gradient, as conv2d_acc_grad_bias; one task per output
-    channel, the batch summed in order. padded [BUFFER] as conv2d_wide_update_output's."""
+    with_bias, grad_bias += the bias gradient, as conv2d_acc_grad_bias; one task per
+    block of 4 output channels, the batch summed in order. padded [BUFFER] as
+    conv2d_wide_update_output's."""
     n, c_in, h, w = input.shape
     c_out = grad_weight.shape[0]
     oh, ow = grad_output.shape[2], grad_output.shape[3]
@@ -369,19 +504,25 @@ def conv2d_wide_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, 
         _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
     length = (oh - 1) * wp + ow
     zero = grad_weight.dtype.type(0)
-    for co in prange(c_out):
+    blocks = (c_out + BLOCK - 1) // BLOCK
+    for block in prange(blocks):
         # the task widens its own gradient planes: a shared widened buffer written by one
         # parallel loop and read by the next ran 3x slower than serial at times here
-        _, offsets = _taps(grad_weight, co, False, wp, plane)
-        totals = _float64_zeros(offsets.shape[0])
-        widened = _wide_plane(oh * wp, grad_weight)
-        bias_total = 0.0
+        first = block * BLOCK
+        count = min(BLOCK, c_out - first)
+        _, offsets = _taps(grad_weight, first, count, False, wp, plane)
+        totals = _float64_zeros(BLOCK, offsets.shape[0])
+        widened = _wide_planes(BLOCK, oh * wp, grad_weight)
+        bias_totals = _float64_zeros(1, BLOCK)[0]
         for b in range(n):
-            bias_total += _widen_plane(grad_output, b, co, widened, wp)
-            _dot_taps(widened, 0, padded, b * c_in * plane, offsets, length, totals, zero)
-        _add_totals(totals, grad_weight, co)
-        if with_bias:
-            grad_bias[co] += bias_total
+            for k in range(count):
+                bias_totals[k] += _widen_plane(grad_output, b, first + k, widened[k], wp)
+            _dot_taps_block(widened, padded, b * c_in * plane, offsets, length, totals, zero,
+                            count)
+        for k in range(count):
+            _add_totals(totals[k], grad_weight, first + k)
+            if with_bias:
+                grad_bias[first + k] += bias_totals[k]
 
 
 # ---------------------------------------------------------------- small path
