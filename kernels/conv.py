@@ -1,18 +1,22 @@
 """2-D convolution and max pooling over (batch, channels, height, width) arrays.
 
-Convolution (cross-correlation, as torch's conv2d) takes one of two paths, by the size of its
-receptive field K = in_channels * kh * kw:
-- direct kernels (K small: the first layer of a network): one task per output plane, the
-  kernel's taps in the outer loops and the contiguous output row innermost, so each tap is one
-  vectorized multiply-add over the row; no extra memory.
+Convolution (cross-correlation, as torch's conv2d) takes one of three paths (the layer adds a
+fourth, float64-summing kernels for small problems), by stride and receptive field
+K = in_channels * kh * kw:
+- stride-1 ("wide") kernels (stride 1, K up to WIDE_MAX_FIELD): the planes copied into a
+  zero-padded buffer, where every tap is one offset from the output position, so a plane is one
+  long vectorized loop per group of taps, 4 output planes a task; the input gradient is the same
+  correlation of the padded output gradient with the flipped taps.
+- direct kernels (other strides, K up to DIRECT_MAX_FIELD): one task per output plane, the
+  kernel's taps in the outer loops and the contiguous output row innermost.
 - columns and BLAS (K large): the batch is taken in chunks of images whose column matrix
   (K, chunk * oh * ow) stays within CHUNK_BYTES (never the whole batch's), one GEMM per chunk
   into a (c_out, chunk * oh * ow) buffer, then scattered into the output with the bias. The
   input gradient multiplies by the transposed weights and adds the columns back (col2im).
-Bias gradients are per-channel sums over the batch in a fixed order; the weight gradient of the
-direct path sums over the batch in a fixed order too (one task per (out, in) channel pair).
+The bias gradient and the Numba kernels' weight gradients sum over the batch in a fixed order,
+so they do not depend on the thread count.
 
-Pooling runs one task per (image, channel) plane. Max pooling it follows torch's CPU kernel exactly:
+Pooling runs one task per (image, channel) plane. Max pooling follows torch's CPU kernel exactly:
 the window's first maximum in row-major order wins ties, a NaN wins (and the last NaN's index
 is kept), a window of -inf gives -inf and the window's first index. Indices are flat positions
 in the input plane (row * width + column), as torch's.
@@ -292,6 +296,22 @@ def _store_plane(acc, wp, out, b, c):
 
 
 @jit
+def _correlate_planes(padded, base, weight, transposed, starts, out, b, first, wp, plane):
+    """out[b, first:first + BLOCK] (the planes there are) = starts[plane] + the correlation of
+    the padded planes from base with their taps (see _taps): one task's block."""
+    count = min(BLOCK, out.shape[1] - first)
+    length = (out.shape[2] - 1) * wp + out.shape[3]
+    weights, offsets = _taps(weight, first, count, transposed, wp, plane)
+    acc = _wide_planes(BLOCK, length, out)
+    for k in range(count):
+        for p in range(length):
+            acc[k, p] = starts[first + k]
+    _correlate_block(padded, base, weights, offsets, acc, length, count)
+    for k in range(count):
+        _store_plane(acc[k], wp, out, b, first + k)
+
+
+@jit
 def _dot_taps(widened, g_base, padded, x_base, offsets, length, totals, zero):
     """totals[t] += sum over p < length of widened[g_base + p] * padded[x_base + offsets[t] + p],
     each sum in the arrays' dtype (full SIMD width), added to the float64 totals."""
@@ -427,19 +447,11 @@ def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded)
     plane = hp * wp
     for task in prange(n * c_in):
         _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
-    length = (oh - 1) * wp + ow
     blocks = (c_out + BLOCK - 1) // BLOCK
     for task in prange(n * blocks):
-        b, first = task // blocks, task % blocks * BLOCK
-        count = min(BLOCK, c_out - first)
-        weights, offsets = _taps(weight, first, count, False, wp, plane)
-        acc = _wide_planes(BLOCK, length, output)
-        for k in range(count):
-            for p in range(length):
-                acc[k, p] = bias[first + k]
-        _correlate_block(padded, b * c_in * plane, weights, offsets, acc, length, count)
-        for k in range(count):
-            _store_plane(acc[k], wp, output, b, first + k)
+        b = task // blocks
+        _correlate_planes(padded, b * c_in * plane, weight, False, bias, output, b,
+                          task % blocks * BLOCK, wp, plane)
 
 
 @kernel(size_arg=2)
@@ -456,19 +468,12 @@ def conv2d_wide_update_grad_input(grad_output, weight, grad_input, pad_h, pad_w,
     for task in prange(n * c_out):
         _pad_plane(grad_output, task // c_out, task % c_out, top, left, padded, task * plane,
                    hp, wp)
-    length = (h - 1) * wp + w
+    zeros = _float64_zeros(1, c_in)[0]
     blocks = (c_in + BLOCK - 1) // BLOCK
     for task in prange(n * blocks):
-        b, first = task // blocks, task % blocks * BLOCK
-        count = min(BLOCK, c_in - first)
-        weights, offsets = _taps(weight, first, count, True, wp, plane)
-        acc = _wide_planes(BLOCK, length, grad_input)
-        for k in range(count):
-            for p in range(length):
-                acc[k, p] = 0
-        _correlate_block(padded, b * c_out * plane, weights, offsets, acc, length, count)
-        for k in range(count):
-            _store_plane(acc[k], wp, grad_input, b, first + k)
+        b = task // blocks
+        _correlate_planes(padded, b * c_out * plane, weight, True, zeros, grad_input, b,
+                          task % blocks * BLOCK, wp, plane)
 
 
 @jit
