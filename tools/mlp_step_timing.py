@@ -1,6 +1,8 @@
 """The asv suite's MLP training step (784-256-256-10: Linear, LeakyReLU, Dropout, LogSoftMax,
 NLL, Adam; batch 128) on nnjit and on torch (fused Adam), interleaved over three rounds in one
-process; medians of 200 steps.
+process; medians of 200 steps. Also the step's nine matrix products alone (np.matmul at the
+same shapes, as Linear calls them): the BLAS time inside nnjit's step, and torch's step time
+over it, the ratio nnjit could reach if everything but BLAS took no time.
 
     python tools/mlp_step_timing.py        # run from the repository root; needs torch
 """
@@ -8,17 +10,41 @@ import os
 import statistics
 import sys
 
+import numpy as np
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _timing import median_seconds  # noqa: E402
-from benchmarks.bench_training import MLPTrainingStep  # noqa: E402
+from benchmarks.bench_training import BATCH, MLPTrainingStep  # noqa: E402
+from benchmarks.common import MLP_SIZES  # noqa: E402
+
+
+def matrix_products(dtype):
+    """The step's products: forward x @ W.T, gradInput g @ W, gradW g.T @ x, for each Linear."""
+    rng = np.random.default_rng(0)
+    shapes = list(zip(MLP_SIZES[:-1], MLP_SIZES[1:]))
+    weights = [rng.standard_normal((n_out, n_in)).astype(dtype) for n_in, n_out in shapes]
+    inputs = [rng.standard_normal((BATCH, n_in)).astype(dtype) for n_in, _ in shapes]
+    grads = [rng.standard_normal((BATCH, n_out)).astype(dtype) for _, n_out in shapes]
+    outs = [(np.empty_like(g), np.empty_like(x), np.empty_like(w))
+            for w, x, g in zip(weights, inputs, grads)]
+
+    def products():
+        for w, x, g, (out, grad_input, grad_weight) in zip(weights, inputs, grads, outs):
+            np.matmul(x, w.T, out=out)
+            np.matmul(g, w, out=grad_input)
+            np.matmul(g.T, x, out=grad_weight)
+    return products
+
 
 for dtype in ("float32", "float64"):
     rounds = {"numba": [], "torch": []}
     for _ in range(3):
-        for backend in rounds:
+        for backend in ("numba", "torch"):
             bench = MLPTrainingStep()
             bench.setup(dtype, backend)
             rounds[backend].append(median_seconds(bench.step, 200))
-    ours, theirs = (statistics.median(rounds[k]) * 1e3 for k in ("numba", "torch"))
+        rounds.setdefault("blas", []).append(median_seconds(matrix_products(dtype), 200))
+    ours, theirs, blas = (statistics.median(rounds[k]) * 1e3 for k in ("numba", "torch", "blas"))
     print(f"MLP 784-256-256-10 training step, batch 128, {dtype}: nnjit {ours:.2f} ms, "
-          f"torch {theirs:.2f} ms, torch/nnjit {theirs / ours:.2f}")
+          f"torch {theirs:.2f} ms, torch/nnjit {theirs / ours:.2f}; its matrix products alone "
+          f"{blas:.2f} ms (torch / that {theirs / blas:.2f})")
