@@ -82,7 +82,7 @@ def conv2d_direct_update_output(input, weight, bias, output, stride_h, stride_w,
                                 output[b, co, ui, U(j)] += tap * input[b, ci, r, U(j * stride_w + shift)]
 
 
-@kernel(size_arg=2)
+@kernel(size_arg=0)  # the output gradient: the work scales with it (a 1-channel input is small)
 def conv2d_direct_update_grad_input(grad_output, weight, grad_input, stride_h, stride_w,
                                     pad_h, pad_w):
     """grad_output (n, c_out, oh, ow); weight (c_out, c_in, kh, kw); grad_input [OUT]
@@ -454,7 +454,7 @@ def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded)
                           task % blocks * BLOCK, wp, plane)
 
 
-@kernel(size_arg=2)
+@kernel(size_arg=0)  # as conv2d_direct_update_grad_input
 def conv2d_wide_update_grad_input(grad_output, weight, grad_input, pad_h, pad_w, padded):
     """Stride 1, pad_h < kh and pad_w < kw: as conv2d_direct_update_grad_input; padded
     [BUFFER] 1-D, at least wide_padded_size(n, c_out, oh, ow, kh - 1 - pad_h, kw - 1 - pad_w)
