@@ -1,9 +1,11 @@
 """Conv2d and MaxPool2d through the module API against torch (2 threads, batch 64, float32),
 at issue 14's shapes: L1 = 1->16 channels, 28x28, k=3, padding 1; L2 = 16->32 channels, 14x14;
-MaxPool2d(2) over 64x16x28x28; and the whole conv1-pool1-conv2-pool2 forward+backward.
+MaxPool2d(2) over 64x16x28x28; and the whole conv1-pool1-conv2-pool2 forward+backward. Last,
+the floor under L1 forward: writing its 3.2 MB output once (np.copyto, and a 2-thread fill).
 
     python tools/conv_timings.py        # needs torch==2.13.0; medians of 30 calls, ms
 """
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -73,6 +75,20 @@ def whole_stack(rng):
     row("conv1-pool1-conv2-pool2 fwd+bwd", median_ms(ours), median_ms(theirs))
 
 
+@numba.njit(parallel=True)
+def _fill(out, value):
+    for i in numba.prange(out.size):
+        out[i] = value
+
+
+def output_floor():
+    out = np.empty(64 * 16 * 28 * 28, np.float32)
+    source = np.ones_like(out)
+    _fill(out, 0.0)
+    print(f"L1 output, 3.2 MB written once: np.copyto {median_ms(lambda: np.copyto(out, source)):.3f} ms, "
+          f"2-thread fill {median_ms(lambda: _fill(out, 1.0)):.3f} ms")
+
+
 def main():
     torch.set_num_threads(2)
     rng = np.random.default_rng(0)
@@ -80,6 +96,7 @@ def main():
     conv_layer("Conv2d L2", rng, 16, 32, 14)
     pooling(rng)
     whole_stack(rng)
+    output_floor()
 
 
 if __name__ == "__main__":
