@@ -183,9 +183,16 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 
     The parallel variant runs when ``args[size_arg]`` has at least ``parallel_min`` elements
-    (one of the thresholds of _config.py). Both variants compile lazily on first use, never
-    at import.
+    (one of the thresholds of _config.py); ``size_arg`` may be a tuple of positions, for a
+    kernel whose work follows the largest of several arrays (a convolution's follows its input
+    or its output, whichever has more channels). Both variants compile lazily on first use,
+    never at import.
     """
+    positions = size_arg if isinstance(size_arg, tuple) else (size_arg,)
+    first = positions[0]
+
+    def size(args):
+        return max(args[i].size for i in positions)
 
     def wrap(body):
         serial = _njit(body, False, FASTMATH)
@@ -195,7 +202,7 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
             if _compile_both.get():
                 PARALLEL_GUARD.run(parallel, serial, args)
                 return serial(*args)
-            if args[size_arg].size >= parallel_min:
+            if (args[first].size if len(positions) == 1 else size(args)) >= parallel_min:
                 return PARALLEL_GUARD.run(parallel, serial, args)
             return serial(*args)
 

@@ -53,7 +53,7 @@ def _valid_range(out_size, in_size, offset, stride):
 # is non-negative by construction (_valid_range). Stride 1 gets its own inner loop, which LLVM
 # vectorizes (a run-time stride makes every load a gather).
 U = np.uint64
-@kernel(size_arg=3)
+@kernel(size_arg=(0, 3))  # the input or the output, whichever is larger: the work follows it
 def conv2d_direct_update_output(input, weight, bias, output, stride_h, stride_w, pad_h, pad_w):
     """input (n, c_in, h, w); weight (c_out, c_in, kh, kw); bias (c_out,); output [OUT]
     (n, c_out, oh, ow)."""
@@ -82,7 +82,7 @@ def conv2d_direct_update_output(input, weight, bias, output, stride_h, stride_w,
                                 output[b, co, ui, U(j)] += tap * input[b, ci, r, U(j * stride_w + shift)]
 
 
-@kernel(size_arg=0)  # the output gradient: the work scales with it (a 1-channel input is small)
+@kernel(size_arg=(0, 2))  # as conv2d_direct_update_output (a 1-channel input is small)
 def conv2d_direct_update_grad_input(grad_output, weight, grad_input, stride_h, stride_w,
                                     pad_h, pad_w):
     """grad_output (n, c_out, oh, ow); weight (c_out, c_in, kh, kw); grad_input [OUT]
@@ -113,7 +113,7 @@ def conv2d_direct_update_grad_input(grad_output, weight, grad_input, stride_h, s
                                     tap * grad_output[b, co, ui, U(j)]
 
 
-@kernel(size_arg=1)
+@kernel(size_arg=(0, 1))
 def conv2d_direct_acc_grad_weight(input, grad_output, grad_weight, stride_h, stride_w,
                                   pad_h, pad_w):
     """grad_weight (c_out, c_in, kh, kw) += the weight gradient; one task per (out, in)
@@ -171,6 +171,7 @@ def _pad_plane(source, b, c, top, left, padded, start, hp, wp):
 
 
 BLOCK = 4  # output planes a task computes together: each load of the padded input feeds 4
+IMAGES_PER_TASK = 8  # a weight-gradient task's share of the batch (fixed: thread-independent sums)
 
 
 @jit
@@ -431,12 +432,17 @@ def _float64_zeros(rows, columns):
     return np.zeros((rows, columns))
 
 
+@jit
+def _float64_zeros3(blocks, rows, columns):
+    return np.zeros((blocks, rows, columns))
+
+
 def wide_padded_size(n, channels, h, w, pad_h, pad_w):
     """Elements of the padded buffer the stride-1 kernels take for (n, channels, h, w)."""
     return n * channels * (h + 2 * pad_h) * (w + 2 * pad_w)
 
 
-@kernel(size_arg=3)
+@kernel(size_arg=(0, 3))  # as conv2d_direct_update_output
 def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded):
     """Stride 1: as conv2d_direct_update_output; padded [BUFFER] 1-D, at least
     wide_padded_size(n, c_in, h, w, pad_h, pad_w) elements."""
@@ -454,7 +460,7 @@ def conv2d_wide_update_output(input, weight, bias, output, pad_h, pad_w, padded)
                           task % blocks * BLOCK, wp, plane)
 
 
-@kernel(size_arg=0)  # as conv2d_direct_update_grad_input
+@kernel(size_arg=(0, 2))  # as conv2d_direct_update_output
 def conv2d_wide_update_grad_input(grad_output, weight, grad_input, pad_h, pad_w, padded):
     """Stride 1, pad_h < kh and pad_w < kw: as conv2d_direct_update_grad_input; padded
     [BUFFER] 1-D, at least wide_padded_size(n, c_out, oh, ow, kh - 1 - pad_h, kw - 1 - pad_w)
@@ -493,41 +499,61 @@ def _widen_plane(grad_output, b, co, widened, wp):
     return total
 
 
-@kernel(size_arg=1)
+@kernel(size_arg=(0, 1))
 def conv2d_wide_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, with_bias,
                                     pad_h, pad_w, padded):
     """Stride 1: grad_weight += the weight gradient, as conv2d_direct_acc_grad_weight, and, if
-    with_bias, grad_bias += the bias gradient, as conv2d_acc_grad_bias; one task per
-    block of 4 output channels, the batch summed in order. padded [BUFFER] as
-    conv2d_wide_update_output's."""
+    with_bias, grad_bias += the bias gradient, as conv2d_acc_grad_bias. One task per block of 4
+    output channels and chunk of IMAGES_PER_TASK images, each summing its images in order; the
+    chunks' float64 sums are then added in chunk order, so the result does not depend on the
+    thread count. padded [BUFFER] as conv2d_wide_update_output's."""
     n, c_in, h, w = input.shape
     c_out = grad_weight.shape[0]
     oh, ow = grad_output.shape[2], grad_output.shape[3]
     hp, wp = h + 2 * pad_h, w + 2 * pad_w
     plane = hp * wp
-    for task in prange(n * c_in):
-        _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
     length = (oh - 1) * wp + ow
     zero = grad_weight.dtype.type(0)
     blocks = (c_out + BLOCK - 1) // BLOCK
-    for block in prange(blocks):
+    chunks = (n + IMAGES_PER_TASK - 1) // IMAGES_PER_TASK
+    taps = c_in * grad_weight.shape[2] * grad_weight.shape[3]
+    weight_sums = _float64_zeros3(blocks * chunks, BLOCK, taps)
+    bias_sums = _float64_zeros(blocks * chunks, BLOCK)
+    for task in prange(n * c_in):
+        _pad_plane(input, task // c_in, task % c_in, pad_h, pad_w, padded, task * plane, hp, wp)
+    for task in prange(blocks * chunks):
         # the task widens its own gradient planes: a shared widened buffer written by one
         # parallel loop and read by the next ran 3x slower than serial at times here
-        first = block * BLOCK
+        first, chunk = task // chunks * BLOCK, task % chunks
         count = min(BLOCK, c_out - first)
         _, offsets = _taps(grad_weight, first, count, False, wp, plane)
-        totals = _float64_zeros(BLOCK, offsets.shape[0])
         widened = _wide_planes(BLOCK, oh * wp, grad_weight)
-        bias_totals = _float64_zeros(1, BLOCK)[0]
-        for b in range(n):
+        for b in range(chunk * IMAGES_PER_TASK, min(n, (chunk + 1) * IMAGES_PER_TASK)):
             for k in range(count):
-                bias_totals[k] += _widen_plane(grad_output, b, first + k, widened[k], wp)
-            _dot_taps_block(widened, padded, b * c_in * plane, offsets, length, totals, zero,
-                            count)
-        for k in range(count):
-            _add_totals(totals[k], grad_weight, first + k)
+                bias_sums[task, k] += _widen_plane(grad_output, b, first + k, widened[k], wp)
+            _dot_taps_block(widened, padded, b * c_in * plane, offsets, length,
+                            weight_sums[task], zero, count)
+    _add_chunk_sums(weight_sums, bias_sums, chunks, grad_weight, grad_bias, with_bias)
+
+
+@jit
+def _add_chunk_sums(weight_sums, bias_sums, chunks, grad_weight, grad_bias, with_bias):
+    """grad_weight (and grad_bias) += the tasks' sums: per block, its chunks added in order in
+    float64, then rounded once into the gradient."""
+    c_out, taps = grad_weight.shape[0], weight_sums.shape[2]
+    for first in range(0, c_out, BLOCK):
+        block = first // BLOCK
+        for k in range(min(BLOCK, c_out - first)):
+            totals = np.zeros(taps)
+            bias_total = 0.0
+            for chunk in range(chunks):
+                task = block * chunks + chunk
+                for t in range(taps):
+                    totals[t] += weight_sums[task, k, t]
+                bias_total += bias_sums[task, k]
+            _add_totals(totals, grad_weight, first + k)
             if with_bias:
-                grad_bias[first + k] += bias_totals[k]
+                grad_bias[first + k] += bias_total
 
 
 # ---------------------------------------------------------------- small path

@@ -468,3 +468,30 @@ def test_columns_are_not_kept_in_evaluation_or_beyond_the_memory_cap(monkeypatch
         reference.forward(x)
         reference.backward(x, g)
     np.testing.assert_allclose(conv.gradW, reference.gradW, rtol=2e-4, atol=2e-4)
+
+
+def test_conv_kernels_go_parallel_when_the_input_or_the_output_is_large(monkeypatch):
+    """A 1-channel side is small while the pass is not (L1's input gradient: 50,176 elements
+    of a 7.7M multiply-add pass): the kernels size themselves by the larger of the two."""
+    from nnjit.kernels import _jit
+    launches = []
+
+    class Recorder:
+        def run(self, parallel, serial, args):
+            launches.append(len(args))
+            return serial(*args)
+    monkeypatch.setattr(_jit, "PARALLEL_GUARD", Recorder())
+    weight = np.ones((16, 1, 3, 3), np.float32)
+    for n, expected in ((64, 1), (2, 0)):
+        grad_output = np.ones((n, 16, 28, 28), np.float32)
+        grad_input = np.empty((n, 1, 28, 28), np.float32)
+        padded = np.empty(K.wide_padded_size(n, 16, 28, 28, 1, 1), np.float32)
+        launches.clear()
+        K.conv2d_wide_update_grad_input(grad_output, weight, grad_input, 1, 1, padded)
+        assert len(launches) == expected, n
+        np.testing.assert_array_equal(grad_input[:, :, 1:-1, 1:-1], 16 * 9)
+        launches.clear()
+        output = np.empty((n, 1, 28, 28), np.float32)
+        K.conv2d_wide_update_output(grad_output, weight.transpose(1, 0, 2, 3).copy(),
+                                    np.zeros(1, np.float32), output, 1, 1, padded)
+        assert len(launches) == expected, n
