@@ -352,6 +352,15 @@ def _dot_taps(widened, g_base, padded, x_base, offsets, length, totals, zero):
 
 
 @jit
+def _add_four(totals, t, s0, s1, s2, s3):
+    """totals[t:t + 4] += (s0, s1, s2, s3)."""
+    totals[t] += s0
+    totals[t + 1] += s1
+    totals[t + 2] += s2
+    totals[t + 3] += s3
+
+
+@jit
 def _dot_taps_block(widened, padded, x_base, offsets, length, totals, zero, count):
     """_dot_taps for the gradient planes widened[:count] into totals[:count]; a full block of
     4 shares each load of padded among 4 planes and each load of a plane among 4 taps."""
@@ -385,22 +394,10 @@ def _dot_taps_block(widened, padded, x_base, offsets, length, totals, zero, coun
             s31 += v3 * x1
             s32 += v3 * x2
             s33 += v3 * x3
-        totals[0, t] += s00
-        totals[0, t + 1] += s01
-        totals[0, t + 2] += s02
-        totals[0, t + 3] += s03
-        totals[1, t] += s10
-        totals[1, t + 1] += s11
-        totals[1, t + 2] += s12
-        totals[1, t + 3] += s13
-        totals[2, t] += s20
-        totals[2, t + 1] += s21
-        totals[2, t + 2] += s22
-        totals[2, t + 3] += s23
-        totals[3, t] += s30
-        totals[3, t + 1] += s31
-        totals[3, t + 2] += s32
-        totals[3, t + 3] += s33
+        _add_four(totals[0], t, s00, s01, s02, s03)
+        _add_four(totals[1], t, s10, s11, s12, s13)
+        _add_four(totals[2], t, s20, s21, s22, s23)
+        _add_four(totals[3], t, s30, s31, s32, s33)
         t += 4
     while t < taps:
         o0 = x_base + offsets[t]
