@@ -162,12 +162,16 @@ def _pad_plane(source, b, c, top, left, padded, start, hp, wp):
     h, w = source.shape[2], source.shape[3]
     for r in range(hp):
         row = start + r * wp
-        inside = top <= r < top + h
-        for col in range(wp):
-            padded[U(row + col)] = 0
-        if inside:
+        if top <= r < top + h:  # zeros only around the copied row
+            for col in range(left):
+                padded[U(row + col)] = 0
             for col in range(w):
                 padded[U(row + left + col)] = source[b, c, U(r - top), U(col)]
+            for col in range(left + w, wp):
+                padded[U(row + col)] = 0
+        else:
+            for col in range(wp):
+                padded[U(row + col)] = 0
 
 
 BLOCK = 4  # output planes a task computes together: each load of the padded input feeds 4
@@ -313,45 +317,6 @@ def _correlate_planes(padded, base, weight, transposed, starts, out, b, first, w
 
 
 @jit
-def _dot_taps(widened, g_base, padded, x_base, offsets, length, totals, zero):
-    """totals[t] += sum over p < length of widened[g_base + p] * padded[x_base + offsets[t] + p],
-    each sum in the arrays' dtype (full SIMD width), added to the float64 totals."""
-    taps, t, g_base, x_base = offsets.shape[0], 0, U(g_base), U(x_base)
-    while t + 8 <= taps:  # 8 taps share each load of the gradient
-        o0, o1, o2, o3 = x_base + offsets[t], x_base + offsets[t + 1], x_base + offsets[t + 2], x_base + offsets[t + 3]
-        o4, o5, o6, o7 = x_base + offsets[t + 4], x_base + offsets[t + 5], x_base + offsets[t + 6], x_base + offsets[t + 7]
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-        for p in range(length):
-            q = U(p)
-            gv = widened[g_base + q]
-            s0 += gv * padded[o0 + q]
-            s1 += gv * padded[o1 + q]
-            s2 += gv * padded[o2 + q]
-            s3 += gv * padded[o3 + q]
-            s4 += gv * padded[o4 + q]
-            s5 += gv * padded[o5 + q]
-            s6 += gv * padded[o6 + q]
-            s7 += gv * padded[o7 + q]
-        totals[t] += s0
-        totals[t + 1] += s1
-        totals[t + 2] += s2
-        totals[t + 3] += s3
-        totals[t + 4] += s4
-        totals[t + 5] += s5
-        totals[t + 6] += s6
-        totals[t + 7] += s7
-        t += 8
-    while t < taps:
-        o0 = x_base + offsets[t]
-        s0 = zero
-        for p in range(length):
-            q = U(p)
-            s0 += widened[g_base + q] * padded[o0 + q]
-        totals[t] += s0
-        t += 1
-
-
-@jit
 def _add_four(totals, t, s0, s1, s2, s3):
     """totals[t:t + 4] += (s0, s1, s2, s3)."""
     totals[t] += s0
@@ -361,12 +326,45 @@ def _add_four(totals, t, s0, s1, s2, s3):
 
 
 @jit
+def _dot_taps(widened, padded, x_base, offsets, length, totals, zero):
+    """totals[t] += sum over p < length of widened[p] * padded[x_base + offsets[t] + p], each
+    sum in the arrays' dtype (full SIMD width), added to the float64 totals."""
+    taps, t, x_base = offsets.shape[0], 0, U(x_base)
+    while t + 8 <= taps:  # 8 taps share each load of the gradient
+        o0, o1, o2, o3 = x_base + offsets[t], x_base + offsets[t + 1], x_base + offsets[t + 2], x_base + offsets[t + 3]
+        o4, o5, o6, o7 = x_base + offsets[t + 4], x_base + offsets[t + 5], x_base + offsets[t + 6], x_base + offsets[t + 7]
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
+        for p in range(length):
+            q = U(p)
+            gv = widened[q]
+            s0 += gv * padded[o0 + q]
+            s1 += gv * padded[o1 + q]
+            s2 += gv * padded[o2 + q]
+            s3 += gv * padded[o3 + q]
+            s4 += gv * padded[o4 + q]
+            s5 += gv * padded[o5 + q]
+            s6 += gv * padded[o6 + q]
+            s7 += gv * padded[o7 + q]
+        _add_four(totals, t, s0, s1, s2, s3)
+        _add_four(totals, t + 4, s4, s5, s6, s7)
+        t += 8
+    while t < taps:
+        o0 = x_base + offsets[t]
+        s0 = zero
+        for p in range(length):
+            q = U(p)
+            s0 += widened[q] * padded[o0 + q]
+        totals[t] += s0
+        t += 1
+
+
+@jit
 def _dot_taps_block(widened, padded, x_base, offsets, length, totals, zero, count):
     """_dot_taps for the gradient planes widened[:count] into totals[:count]; a full block of
     4 shares each load of padded among 4 planes and each load of a plane among 4 taps."""
     if count < BLOCK:
         for k in range(count):
-            _dot_taps(widened[k], 0, padded, x_base, offsets, length, totals[k], zero)
+            _dot_taps(widened[k], padded, x_base, offsets, length, totals[k], zero)
         return
     taps, t, x_base = offsets.shape[0], 0, U(x_base)
     g0, g1, g2, g3 = widened[0], widened[1], widened[2], widened[3]
