@@ -44,12 +44,11 @@ class LeakyReLU(_Elementwise):
 
     forward_kernel = K.leaky_relu_update_output
     backward_kernel = K.leaky_relu_update_grad_input
-    _cast = (None, None, None)
+    _cast = (None, None, None)  # (dtype, slope, the slope in that dtype), set per instance on use
 
     def __init__(self, slope=0.03):
         super().__init__()
         self.slope = float(slope)
-        self._cast = (None, None, None)  # (dtype, slope, the slope in that dtype)
 
     def _scalars(self, dtype):
         cached_dtype, cached_slope, cast = self._cast
