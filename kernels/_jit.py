@@ -9,7 +9,7 @@ import threading
 import numba
 import numpy as np
 
-from . import _cache
+from . import _cache, _dispatch
 from ._dispatch import get_backend
 from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
@@ -206,7 +206,21 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
                 return PARALLEL_GUARD.run(parallel, serial, args)
             return serial(*args)
 
-        k = Kernel(body.__name__, run, body.__doc__)
+        # Kernel.__call__ and run in one frame, reading no attributes: a small call is mostly
+        # this Python (0.61 against 0.75 us for the two-frame call, of a 2.3 us 64x10 module call)
+        local_backend, compile_both, single = _dispatch._local_backend.get, _compile_both.get, \
+            len(positions) == 1
+
+        def dispatch(*args):
+            if (local_backend() or _dispatch._global_backend) != "numpy":
+                if (args[first].size if single else size(args)) < parallel_min \
+                        and not compile_both():
+                    return serial(*args)
+                return run(*args)
+            return k.numpy(*args)
+
+        k = type("Kernel", (Kernel,), {"__call__": staticmethod(dispatch)})(
+            body.__name__, run, body.__doc__)
         k.serial, k.parallel = serial, parallel
         return k
 
