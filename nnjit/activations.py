@@ -6,7 +6,7 @@ from .module import Module
 
 
 class _Elementwise(Module):
-    """A parameter-free module whose kernels run over the flattened input."""
+    """A parameter-free module whose kernels run over the input of any shape, flattened."""
 
     _keeps_width = True
 
@@ -20,15 +20,14 @@ class _Elementwise(Module):
     def updateOutput(self, input):
         x = _checks.float_array(input, self._name)
         out = self._output_buffer(x.shape, x.dtype, x)
-        # ravel: a view of these C-contiguous arrays, at half reshape(-1)'s call cost
-        self.forward_kernel(x.ravel(), out.ravel(), *self._scalars(x.dtype))
+        self.forward_kernel(x, out, *self._scalars(x.dtype))
         return out
 
     def updateGradInput(self, input, gradOutput):
         x = _checks.float_array(input, self._name)
         g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
         grad_input = self._grad_input_buffer(x.shape, x.dtype, g)
-        self.backward_kernel(x.ravel(), g.ravel(), grad_input.ravel(), *self._scalars(x.dtype))
+        self.backward_kernel(x, g, grad_input, *self._scalars(x.dtype))
         return grad_input
 
 
@@ -44,7 +43,7 @@ class LeakyReLU(_Elementwise):
 
     forward_kernel = K.leaky_relu_update_output
     backward_kernel = K.leaky_relu_update_grad_input
-    _cast = (None, None, None)  # (dtype, slope, the slope in that dtype), set per instance on use
+    _cast = (None, None, None)  # (dtype, slope, (the slope in that dtype,)), set per instance on use
 
     def __init__(self, slope=0.03):
         super().__init__()
@@ -53,9 +52,9 @@ class LeakyReLU(_Elementwise):
     def _scalars(self, dtype):
         cached_dtype, cached_slope, cast = self._cast
         if cached_dtype is not dtype or cached_slope != self.slope:  # slope may be reassigned
-            cast = dtype.type(self.slope)
+            cast = (dtype.type(self.slope),)
             self._cast = (dtype, self.slope, cast)
-        return (cast,)
+        return cast
 
     def __repr__(self):
         return f"LeakyReLU({self.slope:g})"

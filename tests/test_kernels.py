@@ -48,6 +48,11 @@ def _with_row_statistics(x, target, grad_input):
     return [x, target, top, total, grad_input]
 
 
+def _grid(r, n, c, dt):
+    """_flat as the (n, c) array modules pass the element-wise kernels."""
+    return _flat(r, n, c, dt).reshape(n, c)
+
+
 def _empty(n, c, dt):
     return np.full((n, c), np.nan, dtype=dt)
 
@@ -193,20 +198,20 @@ ARGS = {
     "dropout_update_grad_input": lambda r, n, c, dt: [
         _flat(r, n, c, dt), np.empty(n * c, dt), K.drop_threshold(0.6), dt(1 / 0.4),
         np.uint64(r.integers(0, 2**63))],
-    "relu_update_output": lambda r, n, c, dt: [_flat(r, n, c, dt), np.empty(n * c, dt)],
+    "relu_update_output": lambda r, n, c, dt: [_grid(r, n, c, dt), _empty(n, c, dt)],
     "relu_update_grad_input": lambda r, n, c, dt: [
-        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt)],
+        _grid(r, n, c, dt), _grid(r, n, c, dt), _empty(n, c, dt)],
     "leaky_relu_update_output": lambda r, n, c, dt: [
-        _flat(r, n, c, dt), np.empty(n * c, dt), dt(0.03)],
+        _grid(r, n, c, dt), _empty(n, c, dt), dt(0.03)],
     "leaky_relu_update_grad_input": lambda r, n, c, dt: [
-        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt), dt(0.03)],
-    "elu_update_output": lambda r, n, c, dt: [_flat(r, n, c, dt), np.empty(n * c, dt), dt(1.3)],
+        _grid(r, n, c, dt), _grid(r, n, c, dt), _empty(n, c, dt), dt(0.03)],
+    "elu_update_output": lambda r, n, c, dt: [_grid(r, n, c, dt), _empty(n, c, dt), dt(1.3)],
     "elu_update_grad_input": lambda r, n, c, dt: [
-        _flat(r, n, c, dt), _flat(r, n, c, dt), np.empty(n * c, dt), dt(1.3)],
+        _grid(r, n, c, dt), _grid(r, n, c, dt), _empty(n, c, dt), dt(1.3)],
     "softplus_update_output": lambda r, n, c, dt: [
-        _flat(r, n, c, dt) * dt(10), np.empty(n * c, dt)],
+        _grid(r, n, c, dt) * dt(10), _empty(n, c, dt)],
     "softplus_update_grad_input": lambda r, n, c, dt: [
-        _flat(r, n, c, dt) * dt(10), _flat(r, n, c, dt), np.empty(n * c, dt)],
+        _grid(r, n, c, dt) * dt(10), _grid(r, n, c, dt), _empty(n, c, dt)],
     "batch_norm_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt) + dt(2), _empty(n, c, dt), r.standard_normal(c).astype(dt),
         r.random(c).astype(dt) + dt(0.5), np.empty(c), np.empty(c), 0.3, 1e-3,
@@ -264,6 +269,22 @@ def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
         variants += [kernel.serial, kernel.parallel]
     for variant in variants:
         _check_against_twin(variant, kernel.numpy, args, dtype)
+
+
+ELEMENTWISE = [name for name in ARGS if name.startswith(("relu", "leaky_relu", "elu", "softplus"))]
+
+
+@pytest.mark.parametrize("shape", [(77357,), (3, 7), (64, 3, 20, 21), (2, 0, 5)],
+                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_elementwise_kernels_take_any_number_of_dimensions(name, shape):
+    """Modules pass their arrays as they come: each variant writes every element in place."""
+    kernel = K.ALL_KERNELS[name]
+    rows, columns = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
+    args = [a.reshape(shape) if isinstance(a, np.ndarray) else a
+            for a in ARGS[name](np.random.default_rng(3), rows, columns, np.float32)]
+    for variant in (kernel.numba, kernel.serial, kernel.parallel):
+        _check_against_twin(variant, kernel.numpy, args, np.float32)
 
 
 # Scratch buffers of the BLAS-path kernels: their content is the kernel's business, not compared.
