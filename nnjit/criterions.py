@@ -7,6 +7,7 @@ from . import kernels as K
 from .module import Criterion, _calls
 
 _INT64 = np.dtype(np.int64)
+_FLOAT32, _FLOAT64 = _checks.FLOAT_DTYPES
 
 
 class MSECriterion(Criterion):
@@ -23,8 +24,8 @@ class MSECriterion(Criterion):
 
     def updateOutput(self, input, target):
         x, t = self._pair(input, target)
-        loss = K.mse_update_output(x, t, self._row_loss_buffer(x.shape[0], x.dtype))
-        return self._store_loss(loss, x.dtype)
+        rows = self._row_loss_buffer(x.shape[0], x.dtype)
+        return self._store_loss(K.mse_update_output(x, t, rows), rows)
 
     def updateGradInput(self, input, target):
         x, t = self._pair(input, target)
@@ -96,6 +97,13 @@ class _ClassCriterion(Criterion):
                          "classes at once (multi-label), a per-class loss is what you want")
 
     def _prepare(self, input, target):
+        if type(input) is np.ndarray and type(target) is np.ndarray and target.dtype is _INT64 \
+                and input.ndim == 2 and target.ndim == 1 and 0 < input.shape[0] == target.shape[0] \
+                and (input.dtype is _FLOAT32 or input.dtype is _FLOAT64) \
+                and input.flags.c_contiguous and target.flags.c_contiguous:
+            # the usual call, float rows and int64 labels as the kernels take them, checked
+            # inline: the general path's calls were a quarter of a 64x10 forward (0.8 of 3.2 us)
+            return input, target, None
         x = self._batch_input(input)
         t, tolerance = self._target(target, x)
         return x, t, tolerance
@@ -113,8 +121,13 @@ class _ClassCriterion(Criterion):
     def updateOutput(self, input, target):
         x, t, tolerance = self._prepare(input, target)
         rows = self._row_loss_buffer(x.shape[0], x.dtype)
-        loss = self._run(0, x, t, tolerance, rows, *self._extra(x.dtype))
-        return self._store_loss(self._checked_loss(loss, x, t, tolerance), x.dtype)
+        if tolerance is None:  # labels (_run's first case, without its call: 64x10 is 2.5 us)
+            loss = self.labels_kernels[0](x, t, rows, *self._extra(x.dtype))
+        else:
+            loss = self._run(0, x, t, tolerance, rows, *self._extra(x.dtype))
+        if loss != loss:
+            self._refuse_flagged(x, t, tolerance)
+        return self._store_loss(loss, rows)
 
     def updateGradInput(self, input, target):
         x, t, tolerance = self._prepare(input, target)
@@ -123,17 +136,10 @@ class _ClassCriterion(Criterion):
             self._refuse_flagged(x, t, tolerance)
         return grad_input
 
-    def _checked_loss(self, loss, x, t, tolerance):
-        """The loss, after raising for what the forward kernel flagged with a NaN loss (a
-        label out of range; see also ClassNLLCriterion). A NaN loss that is not flagged is
-        the loss of NaN or infinite input, and is returned."""
-        if loss != loss:
-            self._refuse_flagged(x, t, tolerance)
-        return loss
-
     def _refuse_flagged(self, x, t, tolerance):
         """Raises for the rows a kernel flagged: labels out of range, then input the form
-        refuses (see ClassNLLCriterion)."""
+        refuses (see ClassNLLCriterion). Forward flags with a NaN loss; a NaN loss with nothing
+        flagged is the loss of NaN or infinite input, and is returned."""
         if tolerance is None:
             self._check_labels(t, x.shape[1])
         self._refuse_input(x)
@@ -205,9 +211,12 @@ class CrossEntropyCriterion(_ClassCriterion):
         n = x.shape[0]
         calls._row_top = row_top = _checks.buffer(calls._row_top, (n,), x.dtype)
         calls._row_total = row_total = _checks.buffer(calls._row_total, (n,), np.dtype(np.float64))
-        loss = self._run(0, x, t, tolerance, self._row_loss_buffer(n, x.dtype), row_top, row_total)
+        rows = self._row_loss_buffer(n, x.dtype)
+        loss = self._run(0, x, t, tolerance, rows, row_top, row_total)
         calls._forward_input = input
-        return self._store_loss(self._checked_loss(loss, x, t, tolerance), x.dtype)
+        if loss != loss:
+            self._refuse_flagged(x, t, tolerance)
+        return self._store_loss(loss, rows)
 
     def updateGradInput(self, input, target):
         x, t, tolerance = self._prepare(input, target)
