@@ -50,21 +50,48 @@ class Sequential(Module):
     def _child_input(self, index, input):
         return self.modules[index - 1].output if index > 0 else input
 
-    def _walk_back(self, input, gradOutput, step):
-        """Last child to first, each given the input it saw in forward and the gradient of the
-        child after it; ``step(module, module_input, grad)`` returns the child's gradInput."""
+    def _walk_back(self, input, gradOutput, step, stop=0, last_step=None):
+        """Last child to child ``stop``, each given the input it saw in forward and the gradient
+        of the child after it; ``step(module, module_input, grad)`` returns the child's
+        gradInput (``last_step`` instead, if given, for child ``stop``)."""
         grad = gradOutput
-        for index in range(len(self.modules) - 1, -1, -1):
+        for index in range(len(self.modules) - 1, stop - 1, -1):
             module = self.modules[index]
+            call = last_step if last_step is not None and index == stop else step
             try:
-                grad = step(module, self._child_input(index, input), grad)
+                grad = call(module, self._child_input(index, input), grad)
             except Exception as exc:
                 _raise_in_child(exc, index, module)
         return grad
 
     def backward(self, input, gradOutput):
+        for index in range(1, len(self.modules)):
+            if not self.modules[index].input_gradient:
+                raise ValueError(
+                    f"Sequential: module {index} ({self.modules[index]!r}) has input_gradient "
+                    f"False, but module {index - 1} needs the gradient with respect to its "
+                    "input; set input_gradient = False on the first module or the Sequential")
+        if not self.input_gradient:
+            self._acc_parameters_only(input, gradOutput)
+            return None
         self.gradInput = self._walk_back(input, gradOutput, lambda m, x, g: m.backward(x, g))
         return self.gradInput
+
+    def _acc_parameters_only(self, input, gradOutput):
+        """backward without the gradient with respect to input: children after the first one
+        with parameters run backward in full, that one accumulates its parameter gradients
+        only, and those before it (nothing to accumulate, no gradient wanted) are skipped."""
+        self.gradInput = None
+        first = next((i for i, m in enumerate(self.modules) if m._has_parameters()),
+                     len(self.modules))
+        for module in self.modules[:first]:
+            module.gradInput = None  # not computed this time: no stale array left behind
+        if first < len(self.modules):
+            self._walk_back(input, gradOutput, lambda m, x, g: m.backward(x, g), stop=first,
+                            last_step=lambda m, x, g: m._acc_parameters_only(x, g))
+
+    def _has_parameters(self):
+        return any(module._has_parameters() for module in self.modules)
 
     def updateGradInput(self, input, gradOutput):
         self.gradInput = self._walk_back(

@@ -90,7 +90,14 @@ for _name in _PerThreadCalls._per_call:
 
 
 class Module(_PerThreadCalls):
-    """A layer: ``output = forward(input)``, ``gradInput = backward(input, gradOutput)``."""
+    """A layer: ``output = forward(input)``, ``gradInput = backward(input, gradOutput)``.
+
+    ``input_gradient = False`` on a module (usually the whole model) whose input is data, not
+    something to differentiate: backward then only accumulates the parameter gradients and
+    returns None (as torch does for an input without requires_grad). For an MLP's first
+    Linear that is one matrix product in three of its backward."""
+
+    input_gradient = True
 
     def __init__(self):
         self.__dict__["_call_state"] = type(self)._call_state_class()
@@ -102,10 +109,22 @@ class Module(_PerThreadCalls):
 
     def backward(self, input, gradOutput):
         """Gradient with respect to ``input`` (returned and stored in ``gradInput``), and
-        accumulation of the parameter gradients. ``input`` is the one given to forward."""
+        accumulation of the parameter gradients. ``input`` is the one given to forward.
+        With ``input_gradient`` False: the parameter gradients only; gradInput is None."""
+        if not self.input_gradient:
+            self._acc_parameters_only(input, gradOutput)
+            return None
         grad_input = self.updateGradInput(input, gradOutput)
         self.accGradParameters(input, gradOutput)
         return self.gradInput if grad_input is None else grad_input
+
+    def _acc_parameters_only(self, input, gradOutput):
+        """backward without the gradient with respect to input (gradInput set to None)."""
+        self.gradInput = None
+        self.accGradParameters(input, gradOutput)
+
+    def _has_parameters(self):
+        return bool(self.getParameters())
 
     def updateOutput(self, input):
         raise NotImplementedError(f"{type(self).__name__} does not implement updateOutput")
