@@ -27,6 +27,7 @@ class MLPTrainingStep(Benchmark):
     def _nnjit_step(x, labels, dtype):
         model, criterion, state = nnjit_mlp(dtype), nnjit.ClassNLLCriterion(log_input=True), {}
         model.train()
+        model.input_gradient = False  # x is data, as torch's tensor without requires_grad
 
         def step():
             model.zeroGradParameters()

@@ -219,6 +219,7 @@ def train(args, out=None, comm=None):
                                 sync=args.sync_batchnorm)
     except MemoryError:
         raise TrainError(f"not enough memory for a model with hidden sizes {args.hidden}") from None
+    model.input_gradient = False  # the images are data: no gradient with respect to them
     criterion = ClassNLLCriterion(log_input=True)
     step, config = OPTIMIZERS[args.optimizer], optimizer_config(args)
     state = {}

@@ -1,7 +1,8 @@
 """The asv suite's MLP training step (784-256-256-10: Linear, LeakyReLU, Dropout, LogSoftMax,
 NLL, Adam; batch 128) on nnjit and on torch (fused Adam), interleaved over three rounds in one
-process; medians of 200 steps. Also the step's nine matrix products alone (np.matmul at the
-same shapes, as Linear calls them): the BLAS time inside nnjit's step, and torch's step time
+process; medians of 200 steps. Also the step's eight matrix products alone (np.matmul at the
+same shapes, as Linear calls them; the first Linear's input gradient is not computed, on either
+side: nnjit's model has input_gradient = False, torch's input no requires_grad): the BLAS time inside nnjit's step, and torch's step time
 over it, the ratio nnjit could reach if everything but BLAS took no time.
 
     python tools/mlp_step_timing.py        # run from the repository root; needs torch
@@ -19,7 +20,7 @@ from benchmarks.common import MLP_SIZES  # noqa: E402
 
 
 def matrix_products(dtype):
-    """The step's products: forward x @ W.T, gradInput g @ W, gradW g.T @ x, for each Linear."""
+    """The step's products: forward x @ W.T, gradInput g @ W (not for the first Linear), gradW g.T @ x."""
     rng = np.random.default_rng(0)
     shapes = list(zip(MLP_SIZES[:-1], MLP_SIZES[1:]))
     weights = [rng.standard_normal((n_out, n_in)).astype(dtype) for n_in, n_out in shapes]
@@ -29,9 +30,11 @@ def matrix_products(dtype):
             for w, x, g in zip(weights, inputs, grads)]
 
     def products():
-        for w, x, g, (out, grad_input, grad_weight) in zip(weights, inputs, grads, outs):
+        for layer, (w, x, g, (out, grad_input, grad_weight)) in enumerate(
+                zip(weights, inputs, grads, outs)):
             np.matmul(x, w.T, out=out)
-            np.matmul(g, w, out=grad_input)
+            if layer > 0:
+                np.matmul(g, w, out=grad_input)
             np.matmul(g.T, x, out=grad_weight)
     return products
 
