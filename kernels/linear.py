@@ -65,3 +65,18 @@ def linear_acc_grad_parameters_numpy(input, grad_output, grad_weight, grad_bias,
     np.matmul(grad_output.T, input, out=weight_buffer)
     grad_weight += weight_buffer
     grad_bias += grad_output.sum(axis=0)
+
+
+@composite
+def linear_first_grad_parameters(input, grad_output, grad_weight, grad_bias):
+    """linear_acc_grad_parameters for a grad_weight that is all zeros (the first accumulation
+    after zeroGradParameters): grad_weight [OUT] (o, i) = grad_output.T @ input, written by the
+    product itself, without a buffer and an add; grad_bias [OUT] (o,) += column sums."""
+    np.matmul(grad_output.T, input, out=grad_weight)
+    bias_acc_grad.numba(grad_output, grad_bias)
+
+
+@linear_first_grad_parameters.numpy_twin
+def linear_first_grad_parameters_numpy(input, grad_output, grad_weight, grad_bias):
+    np.matmul(grad_output.T, input, out=grad_weight)
+    grad_bias += grad_output.sum(axis=0)

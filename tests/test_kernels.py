@@ -244,6 +244,8 @@ ARGS = {
     "linear_acc_grad_parameters": lambda r, n, c, dt: [
         _x(r, n, c, dt), _x(r, n, 9, dt), _x(r, 9, c, dt), r.standard_normal(9).astype(dt),
         _empty(9, c, dt)],
+    "linear_first_grad_parameters": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _x(r, n, 9, dt), np.zeros((9, c), dt), r.standard_normal(9).astype(dt)],
     "sgd_momentum_step": lambda r, n, c, dt: [
         _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), dt(0.1), dt(0.9)],
     "adam_step": lambda r, n, c, dt: [

@@ -319,3 +319,31 @@ def test_cross_entropy_kernels_count_rows_whose_statistics_are_stale(dtype, rng)
         for path in (kernel.serial, kernel.parallel, kernel.numpy):
             assert path(x, t, top, total, np.empty_like(x), *mass) == 0
             assert path(changed, t, top, total, np.empty_like(x), *mass) == 4
+
+
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_gradients_after_zeroing_accumulate_exactly(backend, dtype, rng):
+    """After zeroGradParameters the first accumulation writes gradW by the product alone, but
+    only while gradW is still zero: what a user added in between is kept, and later
+    accumulations and a zeroing by hand add as always."""
+    layer = nnjit.Linear(7, 5, dtype=dtype)
+    x, g = rng.standard_normal((6, 7)).astype(dtype), rng.standard_normal((6, 5)).astype(dtype)
+    product, bias_sums = (g.T.astype(np.float64) @ x), g.sum(axis=0, dtype=np.float64)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    with nnjit.backend(backend):
+        layer.zeroGradParameters()
+        layer.backward(x, g)
+        np.testing.assert_allclose(layer.gradW, product, **tol)
+        layer.backward(x, g)  # no zeroing: adds
+        np.testing.assert_allclose(layer.gradW, 2 * product, **tol)
+        np.testing.assert_allclose(layer.gradb, 2 * bias_sums, **tol)
+        layer.zeroGradParameters()
+        layer.gradW += dtype(0.5)  # e.g. a regularizer's gradient, added before backward
+        layer.backward(x, g)
+        np.testing.assert_allclose(layer.gradW, product + 0.5, **tol)
+        np.testing.assert_allclose(layer.gradb, bias_sums, **tol)
+        layer.gradW.fill(0)  # zeroed by hand: the usual add
+        layer.gradb.fill(0)
+        layer.backward(x, g)
+        np.testing.assert_allclose(layer.gradW, product, **tol)
