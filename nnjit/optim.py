@@ -48,13 +48,32 @@ def _pairs(variables, gradients, who):
         if not (var.flags.c_contiguous and var.flags.writeable):
             raise ValueError(f"{who}: variable {index} must be a writable C-contiguous array "
                              "(it is updated in place)")
-        grad = np.asarray(grad)
-        if grad.dtype.kind != "f":
-            raise TypeError(f"{who}: gradient {index} must be a float array, got {grad.dtype}")
+        usual = type(grad) is np.ndarray and grad.dtype is var.dtype and grad.flags.c_contiguous
+        if not usual:
+            grad = np.asarray(grad)
+            if grad.dtype.kind != "f":
+                raise TypeError(f"{who}: gradient {index} must be a float array, got {grad.dtype}")
         if grad.shape != var.shape:
             raise ValueError(f"{who}: gradient {index} has shape {grad.shape}, "
                              f"its variable {var.shape}")
-        yield index, var.reshape(-1), np.ascontiguousarray(grad, dtype=var.dtype).reshape(-1)
+        if not usual:
+            grad = np.ascontiguousarray(grad, dtype=var.dtype)
+        # ravel: a view of these C-contiguous arrays (the variable is updated through it), at
+        # half reshape(-1)'s cost
+        yield index, var.ravel(), grad.ravel()
+
+
+def _per_dtype(make):
+    """dtype -> make(dtype.type), made once per dtype: the kernels' scalar arguments, cast for
+    the first variable of each dtype (0.2 us a cast, six per Adam variable before)."""
+    made = {}
+
+    def scalars(dtype):
+        values = made.get(dtype)
+        if values is None:
+            values = made[dtype] = make(dtype.type)
+        return values
+    return scalars
 
 
 def _slot(store, index, like):
@@ -70,10 +89,9 @@ def sgd_momentum(variables, gradients, config, state):
     learning_rate, momentum = _config_values(config, ("learning_rate", "momentum"), "sgd_momentum")
     pairs = list(_pairs(variables, gradients, "sgd_momentum"))  # check all before updating any
     accumulated = state.setdefault("accumulated_grads", {})
+    scalars = _per_dtype(lambda cast: (cast(learning_rate), cast(momentum)))
     for index, var, grad in pairs:
-        dtype = var.dtype.type
-        K.sgd_momentum_step(var, grad, _slot(accumulated, index, var), dtype(learning_rate),
-                            dtype(momentum))
+        K.sgd_momentum_step(var, grad, _slot(accumulated, index, var), *scalars(var.dtype))
 
 
 def adam_optimizer(variables, gradients, config, state):
@@ -90,8 +108,8 @@ def adam_optimizer(variables, gradients, config, state):
     state["t"] = state.get("t", 0) + 1
     t = state["t"]
     step_size = learning_rate * math.sqrt(1 - beta2**t) / (1 - beta1**t)
+    scalars = _per_dtype(lambda cast: (cast(step_size), cast(beta1), cast(beta2), cast(epsilon),
+                                       cast(1 - beta1), cast(1 - beta2)))
     for index, var, grad in pairs:
-        dtype = var.dtype.type
         K.adam_step(var, grad, _slot(first, index, var), _slot(second, index, var),
-                    dtype(step_size), dtype(beta1), dtype(beta2), dtype(epsilon),
-                    dtype(1 - beta1), dtype(1 - beta2))
+                    *scalars(var.dtype))

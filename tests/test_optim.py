@@ -78,3 +78,33 @@ def test_bad_optimizer_calls_are_refused_before_any_update():
         nnjit.sgd_momentum([np.ones(3, int)], [g], {"learning_rate": 1, "momentum": 0}, {})
     with pytest.raises(ValueError, match="writable C-contiguous"):
         nnjit.sgd_momentum([np.ones((3, 3))[:, 0]], [g], {"learning_rate": 1, "momentum": 0}, {})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradients_of_any_layout_and_variables_of_mixed_dtypes(backend, rng):
+    """Another float dtype, byte order or a strided view as the gradient gives the step of the
+    equivalent C-contiguous array; float32 and float64 variables in one call each get the
+    scalars of their own dtype."""
+    shapes_dtypes = [((3, 4), np.float32), ((4,), np.float64), ((2, 3), np.float32)]
+    start = [rng.standard_normal(shape).astype(dtype) for shape, dtype in shapes_dtypes]
+    clean = [rng.standard_normal(shape).astype(dtype) for shape, dtype in shapes_dtypes]
+    odd = [clean[0].astype(np.float64),                           # another dtype
+           clean[1].astype(">f8"),                                # big-endian
+           np.asfortranarray(np.repeat(clean[2], 2, axis=1))[:, ::2]]  # a strided view
+    for make in (lambda: ADAM, lambda: {"learning_rate": 0.1, "momentum": 0.9}):
+        config = make()
+        optimizer = nnjit.adam_optimizer if "beta1" in config else nnjit.sgd_momentum
+        expected, got = [w.copy() for w in start], [w.copy() for w in start]
+        with nnjit.backend(backend):
+            state_a, state_b = {}, {}
+            for _ in range(2):
+                optimizer(expected, clean, config, state_a)
+                optimizer(got, odd, config, state_b)
+        alone, state_c = start[1].copy(), {}
+        with nnjit.backend(backend):
+            for _ in range(2):
+                optimizer([alone], [clean[1]], config, state_c)  # the float64 one on its own
+        np.testing.assert_array_equal(expected[1], alone)
+        for e, g, (_, dtype) in zip(expected, got, shapes_dtypes):
+            assert g.dtype == dtype
+            np.testing.assert_array_equal(g, e)
