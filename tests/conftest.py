@@ -43,3 +43,12 @@ class _Blocker(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, _Blocker())
 """
+
+
+def flat_arrays(nested):
+    """The arrays of getParameters()/getGradParameters() output (a Sequential nests lists)."""
+    for item in nested:
+        if isinstance(item, list):
+            yield from flat_arrays(item)
+        else:
+            yield item

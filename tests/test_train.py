@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import nnjit
+from conftest import flat_arrays
 from nnjit import idx, train
 from nnjit.serialize import StateFileError
 
@@ -225,14 +226,6 @@ def test_save_load_round_trip(tmp_path, dtype):
         assert "model/1/moving_mean" in data.files and "model/4.0/W" in data.files
 
 
-def _arrays(nested):
-    for item in nested:
-        if isinstance(item, list):
-            yield from _arrays(item)
-        else:
-            yield item
-
-
 def test_load_refuses_mismatches_and_changes_nothing(tmp_path):
     model = _model()
     _, state = _trained(model)
@@ -241,10 +234,10 @@ def test_load_refuses_mismatches_and_changes_nothing(tmp_path):
     for other, message in [(_model(hidden=9), "model/0/W: the file has float32 (8, 5), the model float32 (9, 5)"),
                            (_model(dtype=np.float64), "the file has float32 (8, 5), the model float64 (8, 5)"),
                            (nnjit.Sequential(nnjit.Linear(5, 8)), "model/1/moving_mean is in the file but not in the model")]:
-        before = [a.copy() for a in _arrays(other.getParameters())]
+        before = [a.copy() for a in flat_arrays(other.getParameters())]
         with pytest.raises(StateFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
             nnjit.load(path, other)
-        after = list(_arrays(other.getParameters()))
+        after = list(flat_arrays(other.getParameters()))
         assert all(np.array_equal(a, b) for a, b in zip(before, after))
     bigger = nnjit.Sequential(*_model().modules, nnjit.Linear(3, 3))
     with pytest.raises(StateFileError, match="model/6/W is missing from the file"):
