@@ -17,7 +17,8 @@ import nnjit
 from nnjit import idx, serialize, train
 from nnjit.serialize import StateFileError
 
-from test_train import _arrays, _mnist_folder, _model, _trained
+from conftest import flat_arrays
+from test_train import _mnist_folder, _model, _trained
 
 IDX_IMAGES = bytes([0, 0, 8, 3]) + struct.pack(">III", 200, 28, 28)
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -158,10 +159,10 @@ def _rewrite(path, out, change):
 
 def _refused_and_unchanged(path, message, model=None):
     model = model or _model()
-    before = [a.copy() for a in _arrays(model.getParameters())]
+    before = [a.copy() for a in flat_arrays(model.getParameters())]
     with pytest.raises(StateFileError, match=message) as error:
         nnjit.load(path, model)
-    assert all(np.array_equal(a, b) for a, b in zip(before, _arrays(model.getParameters())))
+    assert all(np.array_equal(a, b) for a, b in zip(before, flat_arrays(model.getParameters())))
     assert model[1].moving_mean is None
     return error
 
