@@ -1,8 +1,12 @@
 """Element-wise activations: ReLU, LeakyReLU, ELU, SoftPlus. They take input of any shape and
 compute in its dtype (float32 or float64)."""
+import numpy as np
+
 from . import _checks
 from . import kernels as K
 from .module import Module
+
+_FLOAT32, _FLOAT64 = _checks.FLOAT_DTYPES
 
 
 class _Elementwise(Module):
@@ -18,6 +22,18 @@ class _Elementwise(Module):
         return ()
 
     def updateOutput(self, input):
+        calls = self.__dict__.get("_call_state")
+        out = calls.output if calls is not None else None
+        if type(input) is np.ndarray and out is not None and input.shape == out.shape \
+                and input.dtype is out.dtype and (out.dtype is _FLOAT32 or out.dtype is _FLOAT64) \
+                and input is not out:
+            # the usual call, input like the last one: checked inline (float_array and
+            # _output_buffer were 0.6 of a 1.7 us forward at 64x10). Two arrays that own
+            # their memory do not overlap.
+            input_flags, out_flags = input.flags, out.flags
+            if input_flags.c_contiguous and input_flags.owndata and out_flags.owndata:
+                self.forward_kernel(input, out, *self._scalars(input.dtype))
+                return out
         x = _checks.float_array(input, self._name)
         out = self._output_buffer(x.shape, x.dtype, x)
         self.forward_kernel(x, out, *self._scalars(x.dtype))

@@ -111,3 +111,26 @@ def test_training_step_allocates_nothing_of_batch_size(dtype, backend):
         print(f"numba backend, peak {peak} bytes per step")
     else:  # the NumPy twins compute through temporaries: reported, not asserted
         print(f"numpy backend, peak {peak} bytes per step")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["ReLU", "LeakyReLU", "ELU", "SoftPlus"])
+def test_elementwise_forward_after_a_call_checks_what_the_next_input_is(name, dtype):
+    """The second forward of the same shape and dtype takes a shorter path: every other input
+    must still be refused, copied or given a new buffer as on the first call."""
+    rng = np.random.default_rng(2)
+    module = LAYERS[name](dtype)
+    square = rng.standard_normal((30, 30)).astype(dtype)
+    for other_layout in (square.T, np.array(square, order="F")):  # a view; an owner
+        expected = LAYERS[name](dtype).forward(np.ascontiguousarray(other_layout)).copy()
+        module.forward(square)
+        np.testing.assert_array_equal(module.forward(other_layout), expected)
+    swapped = square.astype(np.dtype(dtype).newbyteorder())
+    for refused in (swapped, square.astype(np.int32)):
+        module.forward(square)
+        with pytest.raises(TypeError, match="float32 or float64"):
+            module.forward(refused)
+    module.forward(square)
+    module.output = np.zeros((30, 30), np.int64)  # a buffer put in by hand is checked too
+    with pytest.raises(TypeError, match="float32 or float64"):
+        module.forward(np.ones((30, 30), np.int64))
