@@ -179,6 +179,33 @@ def add_partials(partial, out):
             out[j] += partial[chunk, j]
 
 
+# What Numba raises for arguments a kernel cannot take: a typing error as it compiles for a
+# list or a mix of dtypes, or, at run time, the reshape of a strided array by an element-wise
+# kernel (NotImplementedError) or of one of another size (ValueError). The kernels themselves
+# raise nothing.
+NUMBA_REFUSALS = (numba.core.errors.TypingError, NotImplementedError, ValueError, AttributeError)
+
+
+def refused(name, args, error):
+    """The error for arguments the Numba path refused: it names the kernel, describes the
+    arguments and says what the kernel takes (ValueError for layouts and shapes, TypeError for
+    the rest), with Numba's own error chained."""
+    def describe(value):
+        if isinstance(value, np.ndarray):
+            layout = "" if value.flags.c_contiguous else ", not C-contiguous"
+            return f"{value.dtype} array {value.shape}{layout}"
+        return type(value).__name__
+
+    strided = any(isinstance(a, np.ndarray) and not a.flags.c_contiguous for a in args)
+    kind = ValueError if strided or isinstance(error, (NotImplementedError, ValueError)) \
+        else TypeError
+    lines = str(error).strip().splitlines()
+    return kind(f"nnjit kernel {name}({', '.join(describe(a) for a in args)}): the Numba path "
+                f"cannot take these arguments ({lines[0] if lines else type(error).__name__}); "
+                f"it takes C-contiguous arrays of the dtypes and shapes that "
+                f"help(nnjit.kernels.{name}) gives")
+
+
 def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 
@@ -199,12 +226,15 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
         parallel = _njit(body, True, FASTMATH)
 
         def run(*args):
-            if _compile_both.get():
-                PARALLEL_GUARD.run(parallel, serial, args)
+            try:
+                if _compile_both.get():
+                    PARALLEL_GUARD.run(parallel, serial, args)
+                    return serial(*args)
+                if (args[first].size if len(positions) == 1 else size(args)) >= parallel_min:
+                    return PARALLEL_GUARD.run(parallel, serial, args)
                 return serial(*args)
-            if (args[first].size if len(positions) == 1 else size(args)) >= parallel_min:
-                return PARALLEL_GUARD.run(parallel, serial, args)
-            return serial(*args)
+            except NUMBA_REFUSALS as error:
+                raise refused(body.__name__, args, error) from error
 
         # Kernel.__call__ and run in one frame, reading no attributes: a small call is mostly
         # this Python (0.61 against 0.75 us for the two-frame call, of a 2.3 us 64x10 module call)
@@ -212,12 +242,15 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
             len(positions) == 1
 
         def dispatch(*args):
-            if (local_backend() or _dispatch._global_backend) != "numpy":
+            if (local_backend() or _dispatch._global_backend) == "numpy":
+                return k.numpy(*args)
+            try:  # free in Python 3.11 until something raises
                 if (args[first].size if single else size(args)) < parallel_min \
                         and not compile_both():
                     return serial(*args)
-                return run(*args)
-            return k.numpy(*args)
+            except NUMBA_REFUSALS as error:
+                raise refused(body.__name__, args, error) from error
+            return run(*args)
 
         k = type("Kernel", (Kernel,), {"__call__": staticmethod(dispatch)})(
             body.__name__, run, body.__doc__)

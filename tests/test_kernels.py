@@ -289,6 +289,31 @@ def test_elementwise_kernels_take_any_number_of_dimensions(name, shape):
         _check_against_twin(variant, kernel.numpy, args, np.float32)
 
 
+@pytest.mark.parametrize("size", [12, 300_000], ids=["serial", "parallel"])
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_numba_path_refuses_what_it_cannot_take_with_an_error_naming_the_kernel(name, size):
+    """A strided array, an output of another size or a list: a ValueError or TypeError naming
+    the kernel and its arguments, whichever way the Numba path is called, never Numba's own
+    NotImplementedError or typing error."""
+    kernel = K.ALL_KERNELS[name]
+    args = ARGS[name](np.random.default_rng(4), 2, size // 2, np.float64)
+    strided = [np.repeat(a, 2, axis=1)[:, ::2] if isinstance(a, np.ndarray) else a for a in args]
+    short = [a if not isinstance(a, np.ndarray) or index == 0 else a[:, :-1].copy()
+             for index, a in enumerate(args)]
+    listed = [a.tolist() if index == 0 else a for index, a in enumerate(args)]
+    for call in (kernel, kernel.numba):
+        with pytest.raises(ValueError, match=rf"nnjit kernel {name}\(float64 array .*not C-contiguous"):
+            call(*strided)
+        with pytest.raises(ValueError, match=rf"nnjit kernel {name}\(.*C-contiguous arrays"):
+            call(*short)
+        with pytest.raises(TypeError, match=rf"nnjit kernel {name}\(list, "):
+            call(*listed)
+    # the same strided arrays are fine on the NumPy path, and the Numba path still computes
+    with K.backend("numpy"):
+        kernel(*[a.copy() if isinstance(a, np.ndarray) else a for a in strided])
+    _check_against_twin(kernel.numba, kernel.numpy, args, np.float64)
+
+
 # Scratch buffers of the BLAS-path kernels: their content is the kernel's business, not compared.
 SCRATCH = {"conv2d_gemm_update_output": (8, 9), "conv2d_gemm_update_grad_input": (7, 8),
            "conv2d_gemm_acc_grad_weight": (7, 8), "conv2d_wide_update_output": (6,),
