@@ -249,9 +249,11 @@ def train(args, out=None, comm=None):
               f"{blas} BLAS threads and 1/{parallel.size} of each global batch of "
               f"{args.batch_size}", file=out)
 
+    # a first run compiles for seconds (the CNN's convolutions about 20 s): say so before it
+    print("compiling kernels (later runs load them from the cache) ...", file=out, flush=True)
     start = time.perf_counter()
     _compile(model, criterion, x_train, y_train, x_val, args.batch_size, step, config, comm)
-    print(f"kernels compiled in {time.perf_counter() - start:.1f} s", file=out)
+    print(f"kernels ready in {time.perf_counter() - start:.1f} s", file=out)
 
     history = {key: [] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
     rng = np.random.default_rng(args.seed)

@@ -50,6 +50,8 @@ def test_digits_end_to_end_with_plot_and_save(tmp_path, capsys):
     for epoch in (1, 2, 3, 4):
         assert f"epoch {epoch}/4  train loss" in out
     assert "samples/s" in out and "final validation accuracy" in out
+    # a first run's compile is announced before it starts, not only after
+    assert out.index("compiling kernels") < out.index("kernels ready in") < out.index("epoch 1/4")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     accuracy = float(out.split("final validation accuracy: ")[1].split()[0])
     assert accuracy > 0.85
