@@ -1,4 +1,5 @@
-"""The median-of-calls timer the tools share."""
+"""What the tools share: the median-of-calls timer and the ROWSxCOLUMNS argument type."""
+import argparse
 import statistics
 import time
 
@@ -26,3 +27,12 @@ def median_seconds(call, calls, warmup=5):
         call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def shape_argument(text):
+    """argparse type of a --shapes value: "256x1000" -> (256, 1000)."""
+    try:
+        rows, columns = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is ROWSxCOLUMNS, got {text!r}") from None
+    return rows, columns

@@ -20,7 +20,7 @@ import numpy as np
 from numba import prange
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import median_seconds  # noqa: E402
+from _timing import median_seconds, shape_argument  # noqa: E402
 
 import nnjit  # noqa: E402
 
@@ -82,15 +82,10 @@ def _cases(torch, dtype, n, c):
         (lambda: aten.nll_loss_backward(one, tlog, tlabels, None, 1, -100, one)), fill[1]
 
 
-def _shape(text):
-    rows, columns = (int(v) for v in text.split("x"))
-    return rows, columns
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--shapes", nargs="+", type=_shape, default=[(256, 1000), (4096, 1024)])
+    parser.add_argument("--shapes", nargs="+", type=shape_argument, default=[(256, 1000), (4096, 1024)])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     import torch

@@ -15,7 +15,7 @@ import numba
 import numpy as np
 
 import nnjit
-from _timing import median_seconds
+from _timing import median_seconds, shape_argument
 
 
 def _median_call(call, calls):
@@ -103,21 +103,13 @@ def _torch_cases(torch, dtype, shapes):
     return cases
 
 
-def _shape(text):
-    try:
-        rows, columns = (int(v) for v in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a shape is ROWSxCOLUMNS, got {text!r}") from None
-    return rows, columns
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("filters", nargs="*", help="run the cases whose name contains one of these")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--threads", type=int, default=None, help="Numba threads (default: all)")
     parser.add_argument("--calls", type=int, default=300, help="timed calls per path (3 rounds)")
-    parser.add_argument("--shapes", nargs="+", type=_shape,
+    parser.add_argument("--shapes", nargs="+", type=shape_argument,
                         default=[(64, 10), (256, 1000), (4096, 1024)],
                         help="ROWSxCOLUMNS ... (put name filters before this option)")
     args = parser.parse_args(argv)
