@@ -216,7 +216,7 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     never at import.
     """
     positions = size_arg if isinstance(size_arg, tuple) else (size_arg,)
-    first = positions[0]
+    first, single = positions[0], len(positions) == 1
 
     def size(args):
         return max(args[i].size for i in positions)
@@ -230,7 +230,7 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
                 if _compile_both.get():
                     PARALLEL_GUARD.run(parallel, serial, args)
                     return serial(*args)
-                if (args[first].size if len(positions) == 1 else size(args)) >= parallel_min:
+                if (args[first].size if single else size(args)) >= parallel_min:
                     return PARALLEL_GUARD.run(parallel, serial, args)
                 return serial(*args)
             except NUMBA_REFUSALS as error:
@@ -238,8 +238,7 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
 
         # Kernel.__call__ and run in one frame, reading no attributes: a small call is mostly
         # this Python (0.61 against 0.75 us for the two-frame call, of a 2.3 us 64x10 module call)
-        local_backend, compile_both, single = _dispatch._local_backend.get, _compile_both.get, \
-            len(positions) == 1
+        local_backend, compile_both = _dispatch._local_backend.get, _compile_both.get
 
         def dispatch(*args):
             if (local_backend() or _dispatch._global_backend) == "numpy":
