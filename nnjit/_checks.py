@@ -53,15 +53,34 @@ def grad_output_array(value, shape, dtype, who):
 
 
 def buffer(current, shape, dtype, avoid=None):
-    """Reuse ``current`` when it has this shape and dtype and does not overlap ``avoid``
-    (the input, when a caller feeds a module its own output); else a new array."""
-    if current is not None and current.shape == tuple(shape) and current.dtype == dtype:
+    """Reuse ``current`` when it has this shape and dtype, is C-contiguous (a hand-set buffer
+    may not be), and does not overlap ``avoid`` (the input, when a caller feeds a module its
+    own output); else a new array."""
+    if current is not None and current.shape == tuple(shape) and current.dtype == dtype \
+            and current.flags.c_contiguous:
         # two arrays that each own their memory do not overlap: the bounds check (0.2 us)
         # is only needed for views
         if avoid is None or avoid is not current and avoid.flags.owndata \
                 and current.flags.owndata or not np.may_share_memory(current, avoid):
             return current
     return np.empty(shape, dtype=dtype)
+
+
+def fits(array, buffer):
+    """Whether ``array`` can go to a kernel as it is, beside ``buffer``, the last call's array
+    that the kernel writes: the usual call of a layer, checked here without float_array's and
+    buffer's NumPy calls (they were 0.6 of a 1.7 us forward at 64x10). True when array is an
+    ndarray of buffer's shape and float dtype, both are C-contiguous, and both own their
+    memory (so they cannot overlap) without being the same array."""
+    if type(array) is not np.ndarray or buffer is None or array is buffer:
+        return False
+    dtype = buffer.dtype
+    if array.dtype is not dtype or dtype is not _FLOAT32 and dtype is not _FLOAT64 \
+            or array.shape != buffer.shape:
+        return False
+    flags, buffer_flags = array.flags, buffer.flags
+    return flags.c_contiguous and flags.owndata and buffer_flags.c_contiguous \
+        and buffer_flags.owndata
 
 
 def probability(value, who, name="p"):

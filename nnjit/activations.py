@@ -24,15 +24,15 @@ class _Elementwise(Module):
     def updateOutput(self, input):
         calls = self.__dict__.get("_call_state")
         out = calls.output if calls is not None else None
-        if type(input) is np.ndarray and out is not None and input.shape == out.shape \
-                and input.dtype is out.dtype and (out.dtype is _FLOAT32 or out.dtype is _FLOAT64) \
+        dtype = out.dtype if out is not None else None
+        if type(input) is np.ndarray and input.dtype is dtype \
+                and (dtype is _FLOAT32 or dtype is _FLOAT64) and input.shape == out.shape \
                 and input is not out:
-            # the usual call, input like the last one: checked inline (float_array and
-            # _output_buffer were 0.6 of a 1.7 us forward at 64x10). Two arrays that own
-            # their memory do not overlap.
+            # _checks.fits inline: the call to it is 0.1 of this 1.5 us forward at 64x10
             input_flags, out_flags = input.flags, out.flags
-            if input_flags.c_contiguous and input_flags.owndata and out_flags.owndata:
-                self.forward_kernel(input, out, *self._scalars(input.dtype))
+            if input_flags.c_contiguous and input_flags.owndata and out_flags.c_contiguous \
+                    and out_flags.owndata:
+                self.forward_kernel(input, out, *self._scalars(dtype))
                 return out
         x = _checks.float_array(input, self._name)
         out = self._output_buffer(x.shape, x.dtype, x)
@@ -40,6 +40,12 @@ class _Elementwise(Module):
         return out
 
     def updateGradInput(self, input, gradOutput):
+        calls = self.__dict__.get("_call_state")
+        if calls is not None:
+            grad_input = calls.gradInput
+            if _checks.fits(gradOutput, grad_input) and _checks.fits(input, grad_input):
+                self.backward_kernel(input, gradOutput, grad_input, *self._scalars(grad_input.dtype))
+                return grad_input
         x = _checks.float_array(input, self._name)
         g = _checks.grad_output_array(gradOutput, x.shape, x.dtype, self._name)
         grad_input = self._grad_input_buffer(x.shape, x.dtype, g)

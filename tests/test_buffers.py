@@ -113,9 +113,12 @@ def test_training_step_allocates_nothing_of_batch_size(dtype, backend):
         print(f"numpy backend, peak {peak} bytes per step")
 
 
+SHORT_PATH_LAYERS = ["ReLU", "LeakyReLU", "ELU", "SoftPlus", "SoftMax", "LogSoftMax"]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["ReLU", "LeakyReLU", "ELU", "SoftPlus"])
-def test_elementwise_forward_after_a_call_checks_what_the_next_input_is(name, dtype):
+@pytest.mark.parametrize("name", SHORT_PATH_LAYERS)
+def test_forward_after_a_call_checks_what_the_next_input_is(name, dtype):
     """The second forward of the same shape and dtype takes a shorter path: every other input
     must still be refused, copied or given a new buffer as on the first call."""
     rng = np.random.default_rng(2)
@@ -134,3 +137,60 @@ def test_elementwise_forward_after_a_call_checks_what_the_next_input_is(name, dt
     module.output = np.zeros((30, 30), np.int64)  # a buffer put in by hand is checked too
     with pytest.raises(TypeError, match="float32 or float64"):
         module.forward(np.ones((30, 30), np.int64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", SHORT_PATH_LAYERS)
+def test_backward_after_a_call_checks_what_the_next_arguments_are(name, dtype):
+    """A backward like the last call (same shapes and dtype, the forward's input) takes a
+    shorter path: other layouts, dtypes, shapes and inputs, and buffers put in by hand, must
+    still give what a fresh module gives, or be refused."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((30, 30)).astype(dtype)
+    g = rng.standard_normal((30, 30)).astype(dtype)
+    other_dtype = np.float64 if np.dtype(dtype) == np.float32 else np.float32
+
+    def fresh(x, g):
+        module = LAYERS[name](dtype)
+        module.forward(np.ascontiguousarray(x))
+        return module.backward(np.ascontiguousarray(x), np.ascontiguousarray(g, dtype)).copy()
+
+    module = LAYERS[name](dtype)
+
+    def after_a_call():
+        module.forward(x)
+        module.backward(x, g)
+
+    for other_grad in (g.T, np.array(g, order="F"), g.astype(np.dtype(dtype).newbyteorder()),
+                       g.astype(other_dtype)):
+        after_a_call()
+        np.testing.assert_array_equal(module.backward(x, other_grad), fresh(x, other_grad))
+    for other_input in (x.T, np.array(x, order="F"), x.copy()):  # not the forward's input
+        after_a_call()
+        np.testing.assert_array_equal(module.backward(other_input, g), fresh(other_input, g))
+    after_a_call()
+    with pytest.raises(TypeError, match="floating-point"):
+        module.backward(x, g.astype(np.int32))
+    with pytest.raises(ValueError, match="gradOutput"):
+        module.backward(x, g[:, :29].copy())
+    after_a_call()
+    np.testing.assert_array_equal(module.backward(x, module.output), fresh(x, module.output))
+    for grad in (g, g.astype(other_dtype)):
+        for also_grad_input in (False, True):
+            after_a_call()
+            module.output = module.output.astype(other_dtype)  # put in by hand: recomputed
+            if also_grad_input:
+                module.gradInput = module.gradInput.astype(other_dtype)
+            np.testing.assert_array_equal(module.backward(x, grad), fresh(x, grad))
+    as_list = x.tolist()  # forward's input, not an array (computed in float64)
+    first = LAYERS[name](dtype)
+    first.forward(as_list)
+    expected = first.backward(as_list, g).copy()
+    module.forward(as_list)
+    np.testing.assert_array_equal(module.backward(as_list, g), expected)
+    for by_hand in (np.zeros((30, 30), dtype, order="F"), np.zeros((30, 30), np.int64)):
+        after_a_call()
+        module.gradInput = by_hand  # not a buffer the kernels can write: replaced
+        grad = module.backward(x, g)
+        assert grad is not by_hand and grad.flags.c_contiguous
+        np.testing.assert_array_equal(grad, fresh(x, g))
