@@ -1,8 +1,8 @@
-"""Whether Numba's second thread takes part in a short parallel pass: a prange copy of 1 MB
-and of 16 MB, parallel against serial, under each threading layer (a fresh process each, as
-Numba picks its layer once). Where the parallel copy takes the serial time, the worker did not
-join before the calling thread had done the whole range; the empty launch is the cost of
-asking. Back-to-back calls, medians of 300 (1 MB) or 30 (16 MB) calls over 5 rounds, us.
+"""Whether Numba's second thread takes part in a short parallel pass. A prange fill of 1, 4 and
+16 MB in two halves records which thread wrote each half; per threading layer (a fresh process
+each, as Numba picks its layer once): in how many calls both threads took part, the median
+time of those calls and of the others (the calling thread did both halves before the worker
+joined), beside the serial fill. 20 bursts of 100 back-to-back calls after 10 ms pauses, us.
 
     python tools/launch_latency.py [--layers tbb omp]
 """
@@ -13,43 +13,55 @@ import sys
 
 CHILD = r"""
 import statistics
+import time
 import numba
 import numpy as np
 from numba import prange
-from _timing import median_seconds
 
 import nnjit  # noqa: F401 (loads pip's TBB for Numba, as every nnjit program does)
 
 
-def copy(a, out):
-    for k in prange(a.shape[0]):
-        out[k] = a[k]
-
-
-parallel, serial = numba.njit(parallel=True)(copy), numba.njit(copy)
-
-
 @numba.njit(parallel=True)
-def launch(out):
-    for k in prange(out.shape[0]):
-        out[k] = k
+def fill_in_halves(out, writers):
+    n = out.shape[0]
+    for half in prange(2):
+        out[half * n // 2:(half + 1) * n // 2] = 0
+        writers[half] = numba.get_thread_id()
 
 
-marks = np.empty(numba.get_num_threads())
-cases = {"empty launch": (lambda: launch(marks), 300)}
-for megabytes in (1, 16):
-    a = np.ones(megabytes * 2**18, np.float32)
-    out = np.empty_like(a)
-    calls = 300 if megabytes == 1 else 30
-    cases[f"copy {megabytes} MB, parallel"] = (lambda a=a, out=out: parallel(a, out), calls)
-    cases[f"copy {megabytes} MB, serial"] = (lambda a=a, out=out: serial(a, out), calls)
-rounds = {name: [] for name in cases}
-for _ in range(5):
-    for name, (call, calls) in cases.items():
-        rounds[name].append(median_seconds(call, calls) * 1e6)
-layer = numba.threading_layer()
-print(f"{layer}, {numba.get_num_threads()} threads: " + ", ".join(
-    f"{name} {statistics.median(times):.1f}" for name, times in rounds.items()))
+@numba.njit
+def fill(out):
+    out[:] = 0
+
+
+def median(times):
+    return f"{statistics.median(times):6.1f}" if times else "     -"
+
+
+writers = np.zeros(2, np.int64)
+fill_in_halves(np.empty(2, np.float32), writers)  # picks the layer
+print(f"{numba.threading_layer()}, {numba.get_num_threads()} threads")
+for megabytes in (1, 4, 16):
+    out = np.empty(megabytes * 2**18, np.float32)
+    fill_in_halves(out, writers)
+    fill(out)
+    both, one, serial = [], [], []
+    for burst in range(20):
+        time.sleep(0.01)
+        for call in range(100):
+            start = time.perf_counter()
+            fill_in_halves(out, writers)
+            elapsed = (time.perf_counter() - start) * 1e6
+            (both if writers[0] != writers[1] else one).append(elapsed)
+    for burst in range(5):
+        time.sleep(0.01)
+        for call in range(100):
+            start = time.perf_counter()
+            fill(out)
+            serial.append((time.perf_counter() - start) * 1e6)
+    print(f"  fill {megabytes:2d} MB: both threads in {len(both):4d} of {len(both) + len(one)} "
+          f"calls, median {median(both)}; one thread: median {median(one)}; serial fill "
+          f"{median(serial)}", flush=True)
 """
 
 
@@ -57,15 +69,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", nargs="+", default=["tbb", "omp"])
     args = parser.parse_args(argv)
-    here = os.path.dirname(os.path.abspath(__file__))
     for layer in args.layers:
         env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
-        env["PYTHONPATH"] = os.pathsep.join([here, env.get("PYTHONPATH", "")])
         done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
         if done.returncode:
             print(f"{layer}: not available here ({done.stderr.strip().splitlines()[-1]})")
         else:
-            print(done.stdout.strip(), flush=True)
+            print(done.stdout.rstrip(), flush=True)
 
 
 if __name__ == "__main__":
