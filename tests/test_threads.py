@@ -161,9 +161,10 @@ def test_a_new_module_declares_its_own_per_thread_state():
 @pytest.mark.parametrize("first, preset, expected", [
     ("nnjit", None, "4"),         # nnjit before NumPy: idle OpenBLAS threads sleep at once
     ("nnjit", "20", "20"),        # the user's own value stands
-    ("numpy", None, "unset"),     # NumPy (and so OpenBLAS) loaded first: too late, untouched
+    ("numpy", None, "4"),         # NumPy (and so OpenBLAS) loaded first: its threads restarted
+    ("numpy", "20", "20"),
 ])
-def test_openblas_idle_threads_default_only_before_numpy_loads(first, preset, expected):
+def test_openblas_idle_threads_default_to_sleep_at_once(first, preset, expected):
     code = (f"import {first}, nnjit, os\n"
             "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset'))\n")
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
@@ -173,3 +174,40 @@ def test_openblas_idle_threads_default_only_before_numpy_loads(first, preset, ex
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == expected
+
+
+SPINNING_THREADS = """
+import numpy as np, nnjit, os, threading, time
+a = np.ones((600, 600))
+product = a @ a  # threaded: OpenBLAS's threads (re)start and work
+assert product[0, 0] == 600
+time.sleep(0.02)
+main, running = threading.get_native_id(), 0
+for _ in range(20):  # samples of every other thread's state: R while it busy-waits
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != main:
+            with open(f"/proc/self/task/{task}/stat") as stat:
+                running += stat.read().rsplit(")", 1)[1].split()[0] == "R"
+    time.sleep(0.002)
+print(running)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or (os.cpu_count() or 1) < 2,
+                    reason="reads /proc; OpenBLAS runs threads only with 2 cores or more")
+@pytest.mark.parametrize("preset", [None, "28"])
+def test_openblas_threads_sleep_after_a_product_even_when_numpy_came_first(preset):
+    """A program that imports NumPy before nnjit: after a threaded matrix product, OpenBLAS's
+    idle threads sleep at once (they busy-waited for 0.1 s, holding the core a parallel kernel
+    needs), unless the user asked for OpenBLAS's own timeout."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    done = subprocess.run([sys.executable, "-c", SPINNING_THREADS], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    running = int(done.stdout)
+    if preset is None:
+        assert running <= 2, f"{running} of 20 samples found a thread busy-waiting"
+    else:  # 2**28 cycles: about 0.1 s at this machine's clock, longer than the samples
+        assert running >= 10, f"only {running} of 20 samples found OpenBLAS's thread running"
