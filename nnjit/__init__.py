@@ -34,7 +34,7 @@ def _quiet_idle_openblas_threads():
     """After each threaded call OpenBLAS's idle threads busy-wait for 2**28 cycles (about
     0.1 s) before they sleep; on a machine with few cores they hold the core a Numba worker
     needs, and a parallel kernel run within that time goes at serial speed
-    (tools/blas_spin.py: a CNN training step 12.3 against 8.0 ms). OpenBLAS reads
+    (tools/blas_spin.py: a CNN training step 12.2 against 7.0 ms). OpenBLAS reads
     OPENBLAS_THREAD_TIMEOUT (2**value cycles, 4 to 30) into its settings as it loads, and its
     threads take it when they start: default it to 4 (sleep at once) unless the user set it.
     When NumPy, which loads OpenBLAS, is imported already, its threads are restarted to take it

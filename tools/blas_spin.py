@@ -40,19 +40,15 @@ CNN_STEP = r"""
 import numpy as np
 import nnjit
 from _timing import median_seconds
-from nnjit.train import build_cnn
+from nnjit.train import build_cnn, train_step
 model = build_cnn(28, 10, (16, 32), "relu", 0.0, np.float32)
 criterion = nnjit.ClassNLLCriterion(log_input=True)
 rng = np.random.default_rng(0)
 x, labels = rng.standard_normal((64, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 64)
 state, config = {}, {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
 
-def step():
-    model.zeroGradParameters()
-    out = model.forward(x)
-    criterion.forward(out, labels)
-    model.backward(x, criterion.backward(out, labels))
-    nnjit.adam_optimizer(model.getParameters(), model.getGradParameters(), config, state)
+def step():  # what `nnjit train --model cnn` runs per batch
+    train_step(model, criterion, x, labels, nnjit.adam_optimizer, config, state)
 
 print(f"CNN training step {median_seconds(step, 20, warmup=3) * 1e3:.2f}")
 """
