@@ -26,7 +26,7 @@ class _RowNormalizer(Module):
 
     def updateOutput(self, input):
         calls = self.__dict__.get("_call_state")
-        if calls is not None and _checks.fits(input, calls.output):  # 2-D, as the last input
+        if calls is not None and _checks.fits(input, calls.output) and input.ndim == 2:
             self.forward_kernel(input, calls.output)
             calls._forward_input = input
             return calls.output

@@ -137,6 +137,10 @@ def test_forward_after_a_call_checks_what_the_next_input_is(name, dtype):
     module.output = np.zeros((30, 30), np.int64)  # a buffer put in by hand is checked too
     with pytest.raises(TypeError, match="float32 or float64"):
         module.forward(np.ones((30, 30), np.int64))
+    if name in ("SoftMax", "LogSoftMax"):  # their input is (batch, features), whatever the buffer
+        module.output = np.zeros((2, 3, 5), dtype)
+        with pytest.raises(ValueError, match="2-D"):
+            module.forward(np.ones((2, 3, 5), dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
