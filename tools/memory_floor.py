@@ -161,5 +161,6 @@ def main(argv=None):
                   f"{ours / our_floor:8.2f} {theirs:8.1f} {torch_columns} {theirs / ours:11.2f} "
                   f"{needs:8.1f} {needs / lowest_floor:11.2f}", flush=True)
 
+
 if __name__ == "__main__":
     main()
