@@ -124,6 +124,31 @@ def test_float64_under_1e14(name):
     assert _max_relative_error(ours(x), expected, np.float64) < 1e-14
 
 
+def _confident_logits(dtype, seed):
+    """Rows whose first logit stands 8 above N(0, 3) noise: the log-softmax output at the
+    maximum is -log(sum) with the sum near 1, small, its relative error the sum's rounding."""
+    x = np.random.default_rng(seed).standard_normal((64, 300)) * 3
+    x[:, 0] += 8
+    return x.astype(dtype)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_softmax_of_confident_rows_no_worse_than_torch(dtype):
+    pytest.importorskip("torch")
+    ours, reference, theirs = OPS["log_softmax"]
+    errors, torch_errors = [], []
+    for seed in range(30):
+        x = _confident_logits(dtype, seed)
+        expected = reference(x)
+        errors.append(_max_relative_error(ours(x), expected, dtype))
+        torch_errors.append(_max_relative_error(theirs(torch.from_numpy(x)).numpy(), expected, dtype))
+    print(f"{np.dtype(dtype).name}: median {np.median(errors):.3g} largest {max(errors):.3g};"
+          f" torch {np.median(torch_errors):.3g} {max(torch_errors):.3g}")
+    assert np.median(errors) <= np.median(torch_errors) * 1.05
+    assert max(errors) <= max(torch_errors) * 1.05
+
+
 def _batch_norm(x, variant):
     n, c = x.shape
     out, save_mean, save_invstd = np.empty_like(x), np.empty(c), np.empty(c)
