@@ -37,6 +37,7 @@ ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "softplus": So
 OPTIMIZERS = {"adam": adam_optimizer, "sgd_momentum": sgd_momentum}
 MAX_WIDTH = 1 << 20  # per hidden layer; the memory check below is the real bound
 SPLIT_SEED = 0  # the digits' train/validation split does not move with --seed
+EVALUATION_BATCH = 1024  # rows per forward when the validation set is scored
 
 
 class TrainError(Exception):
@@ -252,7 +253,8 @@ def train(args, out=None, comm=None):
     # a first run compiles for seconds (the CNN's convolutions about 20 s): say so before it
     print("compiling kernels (later runs load them from the cache) ...", file=out, flush=True)
     start = time.perf_counter()
-    _compile(model, criterion, x_train, y_train, x_val, args.batch_size, step, config, comm)
+    _compile(model, criterion, x_train, y_train, x_val, y_val, args.batch_size, step, config,
+             comm)
     print(f"kernels ready in {time.perf_counter() - start:.1f} s", file=out)
 
     history = {key: [] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
@@ -282,7 +284,8 @@ def train(args, out=None, comm=None):
             except RanksDivergedError as exc:
                 raise TrainError(f"epoch {epoch}: {exc}") from None
             parallel.average_moving_statistics()
-        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024, parallel)
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, EVALUATION_BATCH,
+                                          parallel)
         history["train_loss"].append(float(total_loss) / len(x_train))
         history["train_accuracy"].append(float(correct) / len(x_train))
         history["val_loss"].append(float(val_loss))
@@ -292,7 +295,8 @@ def train(args, out=None, comm=None):
                        f"val accuracy {val_accuracy:.4f}  {len(x_train) / seconds:,.0f} samples/s  "
                        f"{time.perf_counter() - began:.2f} s")
     if args.epochs == 0:
-        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, 1024, parallel)
+        val_loss, val_accuracy = evaluate(model, criterion, x_val, y_val, EVALUATION_BATCH,
+                                          parallel)
         history["val_loss"].append(float(val_loss))
         history["val_accuracy"].append(float(val_accuracy))
     print(f"final validation accuracy: {history['val_accuracy'][-1]:.4f} "
@@ -335,20 +339,36 @@ def _check_model_memory(n_in, n_classes, hidden, dtype):
                          f"this machine's {available / 2**30:.1f} GiB")
 
 
-def _compile(model, criterion, x_train, y_train, x_val, batch_size, step, config, comm=None):
-    """One training step and one validation pass on copies, with the real batch sizes, so the
-    kernel variants the run needs are compiled before the clock starts; the model, its
-    optimizer state and the random generators are left as they were. Every rank takes it in
-    step with the others (the copies' collectives match)."""
+def batch_sizes(n, batch_size):
+    """The sizes, largest first, of the batches that cut n rows into batch_size ones: a full
+    one (or all n rows, if fewer) and the shorter last one, if there is one."""
+    sizes = [min(n, batch_size)] if n else []
+    if n > batch_size and n % batch_size:
+        sizes.append(n % batch_size)
+    return sizes
+
+
+def _compile(model, criterion, x_train, y_train, x_val, y_val, batch_size, step, config,
+             comm=None):
+    """Training steps and validation batches on copies, one of each size the run will use (the
+    last batch can be shorter, and a shorter batch can take other kernel variants), so the
+    kernels the run needs are compiled before the clock starts; the model, its optimizer state
+    and the random generators are left as they were. Every rank takes it in step with the
+    others (the copies' collectives match)."""
     random_state = np.random.get_state()
     model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
     parallel = None
     if comm is not None:
         parallel = DataParallel(model, comm)
-    train_step(model, criterion, x_train[:batch_size], y_train[:batch_size], step, config, {},
-               parallel)
+    state = {}
+    for size in batch_sizes(len(x_train), batch_size):
+        train_step(model, criterion, x_train[:size], y_train[:size], step, config, state, parallel)
     model.evaluate()
-    model.forward(x_val[:1024])
+    if parallel is not None:  # as evaluate: each rank its shard
+        start, stop = shard_range(len(x_val), parallel.size, parallel.rank)
+        x_val, y_val = x_val[start:stop], y_val[start:stop]
+    for size in batch_sizes(len(x_val), EVALUATION_BATCH):
+        criterion.forward(model.forward(x_val[:size]), y_val[:size])
     np.random.set_state(random_state)
 
 

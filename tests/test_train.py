@@ -185,6 +185,55 @@ def test_module_command_and_console_script():
     assert done.returncode == 0 and "--batchnorm" in done.stdout
 
 
+@pytest.mark.parametrize("n, batch, sizes", [(1437, 1024, [1024, 413]), (2048, 1024, [1024]),
+                                               (100, 1024, [100]), (1024, 1024, [1024]), (0, 64, [])])
+def test_batch_sizes(n, batch, sizes):
+    assert train.batch_sizes(n, batch) == sizes
+
+
+_WATCH_LATE_COMPILES = """
+import sys
+from numba.core import event
+from nnjit import train
+
+late, ready = [], []
+
+
+class Late(event.Listener):
+    def on_start(self, ev):
+        pass
+
+    def on_end(self, ev):
+        if ready:
+            late.append(ev.data["dispatcher"].py_func.__qualname__)
+
+
+compile_kernels = train._compile
+
+
+def compile_then_watch(*args, **kwargs):
+    compile_kernels(*args, **kwargs)
+    ready.append(True)
+
+
+train._compile = compile_then_watch
+event.register("numba:compile", Late())
+train.main(sys.argv[1:])
+print("compiled after 'kernels ready':", late)
+"""
+
+
+def test_nothing_compiles_after_kernels_ready(tmp_path):
+    """1438 training rows in batches of 1024: the short last batch (414 rows) takes serial
+    kernel variants the full ones do not; they used to compile inside the first epoch, whose
+    time and samples/s then included them."""
+    env = dict(os.environ, NNJIT_CACHE_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", _WATCH_LATE_COMPILES, "--batch-size", "1024",
+                           "--epochs", "1"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "compiled after 'kernels ready': []" in done.stdout, done.stdout
+
+
 # ---------------------------------------------------------------- save / load
 def _model(hidden=8, dtype=np.float32):
     return nnjit.Sequential(nnjit.Linear(5, hidden, dtype=dtype), nnjit.BatchNormalization(0.5),
