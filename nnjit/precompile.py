@@ -2,6 +2,9 @@
 float64, serial and parallel variants, into the compiled-kernel cache, so that later processes
 start at full speed (see docs/cache.md)."""
 import argparse
+import multiprocessing
+import os
+import sys
 import time
 
 import numpy as np
@@ -64,22 +67,83 @@ def plan(dtype):
            (2, 1, 8, 8))
 
 
+def _compile_item(make_plan, dtype_name, index):
+    """Compile item ``index`` of make_plan(dtype) into the cache; returns (dtype name,
+    description, seconds, entries saved, entries found cached). Runs in a worker process."""
+    dtype = np.dtype(dtype_name)
+    description, model, criterion, target, shape = list(make_plan(dtype))[index]
+    saves, hits = _cache.STATS["saves"], _cache.STATS["hits"]
+    start = time.perf_counter()
+    x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    warmup(model, x, criterion, target)
+    return (dtype_name, description, time.perf_counter() - start,
+            _cache.STATS["saves"] - saves, _cache.STATS["hits"] - hits)
+
+
+def usable_cpus():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def fill(make_plan=plan, jobs=1, out=sys.stdout):
+    """Compile every item of make_plan (a module-level function: workers import it) for
+    float32 and float64, in ``jobs`` processes; returns (entries saved, entries found cached).
+    Compiling is single-threaded and Numba's lock keeps one process to one compile at a time,
+    so more processes fill the cache faster; its writers lock the folder while they write."""
+    items = [(np.dtype(dtype).name, index)
+             for dtype in (np.float32, np.float64)
+             for index in range(len(list(make_plan(np.dtype(dtype)))))]
+    # the plans end with the slowest items (the CNNs): handing those out first keeps one
+    # process from being left alone with a long one at the end
+    items.reverse()
+    saves = hits = 0
+
+    def report(result):
+        nonlocal saves, hits
+        dtype_name, description, seconds, saved, found = result
+        saves, hits = saves + saved, hits + found
+        print(f"  {dtype_name:8s} {description:55s} {seconds:6.1f} s", file=out, flush=True)
+
+    if jobs <= 1:
+        for item in items:
+            report(_compile_item(make_plan, *item))
+        return saves, hits
+    # spawn, not fork: a fork would copy this process's thread pools and locks
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(items))) as pool:
+        for result in pool.imap_unordered(_compile_star, [(make_plan,) + item for item in items]):
+            report(result)
+    return saves, hits
+
+
+def _compile_star(arguments):
+    return _compile_item(*arguments)
+
+
+def _jobs(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--jobs takes a whole number of processes, 1 or more, got {text!r}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m nnjit compile", description=__doc__)
-    parser.parse_args(argv)
+    parser.add_argument("--jobs", type=_jobs, default=usable_cpus(),
+                        help="processes compiling at once (default: the CPUs this process may use)")
+    args = parser.parse_args(argv)
     if not _cache.enabled():
         raise SystemExit("python -m nnjit compile: the kernel cache is off (NNJIT_CACHE=0, or "
                          "this Numba lacks what the cache needs): nothing to fill")
-    print(f"compiling into {_cache.folder()}", flush=True)
+    print(f"compiling into {_cache.folder()} with {args.jobs} process"
+          f"{'es' if args.jobs > 1 else ''}", flush=True)
     began = time.perf_counter()
-    for dtype in (np.float32, np.float64):
-        for description, model, criterion, target, shape in plan(np.dtype(dtype)):
-            start = time.perf_counter()
-            x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-            warmup(model, x, criterion, target)
-            print(f"  {np.dtype(dtype).name:8s} {description:55s} "
-                  f"{time.perf_counter() - start:6.1f} s", flush=True)
+    saves, hits = fill(plan, args.jobs)
     count, size = _cache.entries(_cache.folder())
-    stats = _cache.STATS
-    print(f"done in {time.perf_counter() - began:.1f} s: {stats['saves']} compiled and saved, "
-          f"{stats['hits']} already cached; the folder holds {count} files, {size / 2**20:.1f} MB")
+    print(f"done in {time.perf_counter() - began:.1f} s: {saves} compiled and saved, "
+          f"{hits} already cached; the folder holds {count} files, {size / 2**20:.1f} MB")
