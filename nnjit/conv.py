@@ -173,7 +173,9 @@ class Conv2d(Module):
             kept = self._keep_columns(out_shape)
             K.conv2d_gemm_update_output(x, self.W, self.b, out, *self._geometry(),
                                         columns if kept is None else kept, product)
-            if kept is not None:
+            # the NumPy twin leaves the columns unwritten: a backward on the Numba backend
+            # after a forward on NumPy must build its own
+            if kept is not None and K.get_backend() == "numba":
                 self._columns_input = input
         return out
 

@@ -1,4 +1,5 @@
 """The layer API: names, semantics of Module and Sequential, the backend switch, buffers."""
+import copy
 import threading
 
 import numpy as np
@@ -347,3 +348,55 @@ def test_linear_gradients_after_zeroing_accumulate_exactly(backend, dtype, rng):
         layer.gradb.fill(0)
         layer.backward(x, g)
         np.testing.assert_allclose(layer.gradW, product, **tol)
+
+
+def _mixed_backend_cases():
+    """(name, make the module, input shape): every layer; Conv2d on each of its four paths."""
+    f8 = np.float64
+    return [
+        ("Linear", lambda: nnjit.Linear(6, 5, dtype=f8), (4, 6)),
+        ("BatchNormalization", lambda: nnjit.BatchNormalization(0.9), (4, 6)),
+        ("ChannelwiseScaling", lambda: nnjit.ChannelwiseScaling(6, dtype=f8), (4, 6)),
+        ("ReLU", nnjit.ReLU, (4, 6)), ("LeakyReLU", nnjit.LeakyReLU, (4, 6)),
+        ("ELU", nnjit.ELU, (4, 6)), ("SoftPlus", nnjit.SoftPlus, (4, 6)),
+        ("SoftMax", nnjit.SoftMax, (4, 6)), ("LogSoftMax", nnjit.LogSoftMax, (4, 6)),
+        ("Dropout, evaluation", lambda: nnjit.Dropout(0.5).evaluate(), (4, 6)),
+        ("Flatten", nnjit.Flatten, (2, 3, 4, 4)),
+        ("MaxPool2d", lambda: nnjit.MaxPool2d(2), (2, 3, 8, 8)),
+        ("AvgPool2d", lambda: nnjit.AvgPool2d(2), (2, 3, 8, 8)),
+        ("Conv2d small", lambda: nnjit.Conv2d(2, 3, 3, dtype=f8), (2, 2, 6, 6)),
+        ("Conv2d wide", lambda: nnjit.Conv2d(16, 16, 3, dtype=f8), (8, 16, 16, 16)),
+        ("Conv2d direct", lambda: nnjit.Conv2d(1, 16, 3, stride=2, dtype=f8), (64, 1, 29, 29)),
+        ("Conv2d gemm", lambda: nnjit.Conv2d(4, 8, 3, stride=2, dtype=f8), (8, 4, 32, 32)),
+    ]
+
+
+@pytest.mark.parametrize("forward_backend, backward_backend",
+                         [("numpy", "numba"), ("numba", "numpy")])
+@pytest.mark.parametrize("name, make, shape", _mixed_backend_cases(),
+                         ids=[case[0] for case in _mixed_backend_cases()])
+def test_backward_on_the_other_backend_than_forward(name, make, shape, forward_backend,
+                                                    backward_backend):
+    """A forward under one backend and the backward under the other (``with nnjit.backend``
+    around the forward only) give the gradients both on one backend give: no state a kernel
+    keeps from forward for backward may be one that the other backend's forward leaves
+    unwritten. The layer saw another input on the backward's backend first."""
+    rng = np.random.default_rng(0)
+    np.random.seed(0)
+    module = make()
+    mixed = copy.deepcopy(module)
+    x, other = rng.standard_normal(shape), rng.standard_normal(shape)
+    with nnjit.backend(backward_backend):
+        out = module.forward(x)
+        g = rng.standard_normal(out.shape)
+        module.zeroGradParameters()
+        expected_input = module.backward(x, g).copy()
+        expected = [p.copy() for p in module.getGradParameters()]
+        mixed.forward(other)
+    with nnjit.backend(forward_backend):
+        mixed.forward(x)
+    with nnjit.backend(backward_backend):
+        mixed.zeroGradParameters()
+        np.testing.assert_allclose(mixed.backward(x, g), expected_input, rtol=1e-9, atol=1e-12)
+        for got, want in zip(mixed.getGradParameters(), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
