@@ -18,7 +18,8 @@ import traceback
 import numba
 import numpy as np
 
-from .kernels import _dispatch
+from ._compile_helper import ForwardCompiler
+from .kernels import _cache, _dispatch
 from .activations import ELU, LeakyReLU, ReLU, SoftPlus
 from .containers import Sequential
 from .conv import Conv2d, MaxPool2d
@@ -101,6 +102,15 @@ def build_cnn(side, n_classes, channels, activation, dropout, dtype):
     pooled = side // 2 // 2
     layers += [Linear(second * pooled * pooled, n_classes, dtype=dtype), LogSoftMax()]
     return Sequential(*layers)
+
+
+def build(recipe):
+    """The model a recipe describes: {"model": "mlp" or "cnn"} and build_model's or
+    build_cnn's arguments, the dtype by name (JSON-able, for the compile helper)."""
+    arguments = dict(recipe)
+    kind = arguments.pop("model")
+    arguments["dtype"] = np.dtype(arguments["dtype"])
+    return (build_cnn if kind == "cnn" else build_model)(**arguments)
 
 
 def _as_images(x):
@@ -211,13 +221,17 @@ def train(args, out=None, comm=None):
                 raise TrainError("--batchnorm applies to the MLP (BatchNormalization takes "
                                  "(batch, features))")
             x_train, x_val = _as_images(x_train), _as_images(x_val)
-            model = build_cnn(x_train.shape[2], n_classes, args.channels, args.activation,
-                              args.dropout, dtype)
+            recipe = {"model": "cnn", "side": x_train.shape[2], "n_classes": n_classes,
+                      "channels": list(args.channels), "activation": args.activation,
+                      "dropout": args.dropout, "dtype": dtype.name}
         else:
             _check_model_memory(x_train.shape[1], n_classes, args.hidden, dtype)
-            model = build_model(x_train.shape[1], n_classes, args.hidden, args.activation,
-                                args.batchnorm or args.sync_batchnorm, args.dropout, dtype,
-                                sync=args.sync_batchnorm)
+            recipe = {"model": "mlp", "n_in": x_train.shape[1], "n_classes": n_classes,
+                      "hidden": list(args.hidden), "activation": args.activation,
+                      "batchnorm": bool(args.batchnorm or args.sync_batchnorm),
+                      "dropout": args.dropout, "dtype": dtype.name,
+                      "sync": bool(args.sync_batchnorm)}
+        model = build(recipe)
     except MemoryError:
         raise TrainError(f"not enough memory for a model with hidden sizes {args.hidden}") from None
     model.input_gradient = False  # the images are data: no gradient with respect to them
@@ -250,11 +264,11 @@ def train(args, out=None, comm=None):
               f"{blas} BLAS threads and 1/{parallel.size} of each global batch of "
               f"{args.batch_size}", file=out)
 
-    # a first run compiles for seconds (the CNN's convolutions about 20 s): say so before it
+    # a first run compiles for seconds (the CNN's convolutions about 13 s): say so before it
     print("compiling kernels (later runs load them from the cache) ...", file=out, flush=True)
     start = time.perf_counter()
     _compile(model, criterion, x_train, y_train, x_val, y_val, args.batch_size, step, config,
-             comm)
+             comm, recipe)
     print(f"kernels ready in {time.perf_counter() - start:.1f} s", file=out)
 
     history = {key: [] for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")}
@@ -349,27 +363,64 @@ def batch_sizes(n, batch_size):
 
 
 def _compile(model, criterion, x_train, y_train, x_val, y_val, batch_size, step, config,
-             comm=None):
+             comm=None, recipe=None):
     """Training steps and validation batches on copies, one of each size the run will use (the
     last batch can be shorter, and a shorter batch can take other kernel variants), so the
     kernels the run needs are compiled before the clock starts; the model, its optimizer state
     and the random generators are left as they were. Every rank takes it in step with the
-    others (the copies' collectives match)."""
+    others (the copies' collectives match). Given the model's ``recipe``, a first run shares
+    the work with a second process (_compile_helper), which fills the cache with the forward
+    kernels while this one compiles the backward ones."""
     random_state = np.random.get_state()
+    sizes = batch_sizes(len(x_train), batch_size)
+    if comm is not None:  # as evaluate: each rank its shard
+        start, stop = shard_range(len(x_val), comm.Get_size(), comm.Get_rank())
+        x_val, y_val = x_val[start:stop], y_val[start:stop]
+    eval_sizes = batch_sizes(len(x_val), EVALUATION_BATCH)
+    # not under MPI: every rank would start a helper for the same kernels
+    if recipe is not None and comm is None and _cache.enabled() \
+            and _dispatch.get_backend() == "numba":
+        _compile_with_helper(model, criterion, x_train, y_train, x_val, sizes, eval_sizes, step,
+                             config, recipe)
     model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
     parallel = None
     if comm is not None:
         parallel = DataParallel(model, comm)
     state = {}
-    for size in batch_sizes(len(x_train), batch_size):
+    for size in sizes:
         train_step(model, criterion, x_train[:size], y_train[:size], step, config, state, parallel)
     model.evaluate()
-    if parallel is not None:  # as evaluate: each rank its shard
-        start, stop = shard_range(len(x_val), parallel.size, parallel.rank)
-        x_val, y_val = x_val[start:stop], y_val[start:stop]
-    for size in batch_sizes(len(x_val), EVALUATION_BATCH):
+    for size in eval_sizes:
         criterion.forward(model.forward(x_val[:size]), y_val[:size])
     np.random.set_state(random_state)
+
+
+def _compile_with_helper(model, criterion, x_train, y_train, x_val, sizes, eval_sizes, step,
+                         config, recipe):
+    """Start the forward kernels compiling in a helper process; here, run forward on the NumPy
+    path (nothing to compile) and backward and the optimizer step on the Numba path, so this
+    process compiles only those. If that compiled nothing (a warm cache), stop the helper;
+    otherwise wait for it, so the forward kernels are then loaded from the cache."""
+    try:
+        helper = ForwardCompiler(recipe, [x_train[:size] for size in sizes],
+                                 [x_val[:size] for size in eval_sizes])
+    except OSError:
+        return  # no second process: everything compiles here
+    compiled = False
+    try:
+        misses = _cache.STATS["misses"]
+        model, criterion, state = copy.deepcopy(model), copy.deepcopy(criterion), {}
+        for size in sizes:
+            xb, yb = x_train[:size], y_train[:size]
+            model.zeroGradParameters()
+            with _dispatch.backend("numpy"):
+                output = model.forward(xb)
+                criterion.forward(output, yb)
+            model.backward(xb, criterion.backward(output, yb))
+            step(model.getParameters(), model.getGradParameters(), config, state)
+        compiled = _cache.STATS["misses"] > misses
+    finally:
+        helper.finish(wait=compiled)
 
 
 def plot_history(history, path):

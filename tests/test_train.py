@@ -1,8 +1,10 @@
 """``python -m nnjit train`` end to end on small data, the IDX reader on good and bad files,
 and nnjit.save / nnjit.load round trips and refusals."""
+import ast
 import gzip
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -232,6 +234,60 @@ def test_nothing_compiles_after_kernels_ready(tmp_path):
                            "--epochs", "1"], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "compiled after 'kernels ready': []" in done.stdout, done.stdout
+
+
+_WATCH_HELPER = """
+import sys
+from nnjit import _compile_helper, train
+from nnjit.kernels import _cache
+
+if sys.argv[1] == "no-interpreter":
+    _compile_helper.sys.executable = "/nonexistent/python"
+finish = _compile_helper.ForwardCompiler.finish
+finished = []
+
+
+def watched_finish(self, wait):
+    status = finish(self, wait)
+    finished.append((wait, status))
+    return status
+
+
+_compile_helper.ForwardCompiler.finish = watched_finish
+train.main(["--epochs", "2", "--batch-size", "1024"])
+print("helper:", finished)
+print("entries saved by this process:", _cache.STATS["saves"])
+"""
+
+
+def _train_watching_the_helper(cache, mode="normal", cache_on=True):
+    env = dict(os.environ, NNJIT_CACHE_DIR=str(cache), NNJIT_CACHE="1" if cache_on else "0")
+    done = subprocess.run([sys.executable, "-c", _WATCH_HELPER, mode], capture_output=True,
+                          text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    epochs = [re.sub(r"\s+[\d,]+ samples/s.*", "", line)
+              for line in lines if line.startswith("epoch")]
+    saved_here = int(lines[-1].split()[-1])
+    return ast.literal_eval(lines[-2].split(":", 1)[1].strip()), epochs, saved_here
+
+
+def test_first_run_compiles_forward_kernels_in_a_helper_process(tmp_path):
+    """Cold: the helper runs to the end (status 0) and the process waits for it; warm: nothing
+    compiled here, so the helper is stopped at once. Without the cache (nothing to share) and
+    without an interpreter to start it, there is none. The losses are the same in all four."""
+    cold, epochs, saved_here = _train_watching_the_helper(tmp_path / "cache")
+    assert cold == [(True, 0)]
+    saved = sum(name.endswith(".nbc") for _, _, names in os.walk(tmp_path / "cache")
+                for name in names)
+    assert 0 < saved_here < saved  # the helper saved the rest
+    warm, warm_epochs, saved_warm = _train_watching_the_helper(tmp_path / "cache")
+    assert len(warm) == 1 and warm[0][0] is False and saved_warm == 0
+    uncached, uncached_epochs, _ = _train_watching_the_helper(tmp_path / "off", cache_on=False)
+    assert uncached == []
+    failed, failed_epochs, _ = _train_watching_the_helper(tmp_path / "other", "no-interpreter")
+    assert failed == []
+    assert len(epochs) == 2 and epochs == warm_epochs == uncached_epochs == failed_epochs
 
 
 # ---------------------------------------------------------------- save / load
