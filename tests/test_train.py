@@ -3,6 +3,7 @@ and nnjit.save / nnjit.load round trips and refusals."""
 import ast
 import gzip
 import io
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import pytest
 
 import nnjit
 from conftest import flat_arrays
-from nnjit import idx, train
+from nnjit import _compile_helper, idx, train
 from nnjit.serialize import StateFileError
 
 pytest.importorskip("sklearn")
@@ -288,6 +289,22 @@ def test_first_run_compiles_forward_kernels_in_a_helper_process(tmp_path):
     failed, failed_epochs, _ = _train_watching_the_helper(tmp_path / "other", "no-interpreter")
     assert failed == []
     assert len(epochs) == 2 and epochs == warm_epochs == uncached_epochs == failed_epochs
+
+
+@pytest.mark.parametrize("recipe, shape", [
+    ({"model": "cnn", "side": 8, "n_classes": 3, "channels": [2, 3], "activation": "elu",
+      "dropout": 0.5, "dtype": "float64"}, (2, 1, 8, 8)),
+    ({"model": "mlp", "n_in": 5, "n_classes": 3, "hidden": [4, 4], "activation": "softplus",
+      "batchnorm": True, "dropout": 0.2, "dtype": "float32", "sync": False}, (2, 5))])
+def test_the_helper_rebuilds_the_model_from_its_recipe(tmp_path, recipe, shape):
+    """What the helper process runs, here in-process: the model from the JSON recipe, forward
+    on each input of the .npz in training and then evaluation mode."""
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    x = np.random.default_rng(0).standard_normal(shape).astype(recipe["dtype"])
+    np.savez(tmp_path / "inputs.npz", train_0=x, train_1=x[:1], eval_0=x)
+    model = train.build(recipe)
+    assert model.forward(x).shape == (len(x), recipe["n_classes"])
+    _compile_helper.main(str(tmp_path))
 
 
 # ---------------------------------------------------------------- save / load
