@@ -128,6 +128,19 @@ def folder():
     return os.path.join(base_folder(), STAMP_PREFIX + stamp())
 
 
+def writable():
+    """Whether this process can save entries: no save has failed, and its folder exists or can
+    be made and is writable."""
+    if _saves_disabled:
+        return False
+    path = folder()
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK)
+
+
 @contextlib.contextmanager
 def _locked(path):
     """An exclusive lock on path/.lock for the duration (a no-op where fcntl is missing)."""

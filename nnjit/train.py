@@ -377,9 +377,10 @@ def _compile(model, criterion, x_train, y_train, x_val, y_val, batch_size, step,
         start, stop = shard_range(len(x_val), comm.Get_size(), comm.Get_rank())
         x_val, y_val = x_val[start:stop], y_val[start:stop]
     eval_sizes = batch_sizes(len(x_val), EVALUATION_BATCH)
-    # not under MPI: every rank would start a helper for the same kernels
+    # not under MPI (every rank would start a helper for the same kernels), nor where the
+    # helper could not save what it compiles
     if recipe is not None and comm is None and _cache.enabled() \
-            and _dispatch.get_backend() == "numba":
+            and _dispatch.get_backend() == "numba" and _cache.writable():
         _compile_with_helper(model, criterion, x_train, y_train, x_val, sizes, eval_sizes, step,
                              config, recipe)
     model, criterion = copy.deepcopy(model), copy.deepcopy(criterion)
@@ -418,7 +419,8 @@ def _compile_with_helper(model, criterion, x_train, y_train, x_val, sizes, eval_
                 criterion.forward(output, yb)
             model.backward(xb, criterion.backward(output, yb))
             step(model.getParameters(), model.getGradParameters(), config, state)
-        compiled = _cache.STATS["misses"] > misses
+        # the helper's entries are of use only if saving works (else stop it, as when warm)
+        compiled = _cache.STATS["misses"] > misses and _cache.writable()
     finally:
         helper.finish(wait=compiled)
 

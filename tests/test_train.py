@@ -275,8 +275,9 @@ def _train_watching_the_helper(cache, mode="normal", cache_on=True):
 
 def test_first_run_compiles_forward_kernels_in_a_helper_process(tmp_path):
     """Cold: the helper runs to the end (status 0) and the process waits for it; warm: nothing
-    compiled here, so the helper is stopped at once. Without the cache (nothing to share) and
-    without an interpreter to start it, there is none. The losses are the same in all four."""
+    compiled here, so the helper is stopped at once. Without the cache (nothing to share),
+    where it cannot be written, and without an interpreter to start it, there is none. The
+    losses are the same in all five."""
     cold, epochs, saved_here = _train_watching_the_helper(tmp_path / "cache")
     assert cold == [(True, 0)]
     saved = sum(name.endswith(".nbc") for _, _, names in os.walk(tmp_path / "cache")
@@ -288,7 +289,11 @@ def test_first_run_compiles_forward_kernels_in_a_helper_process(tmp_path):
     assert uncached == []
     failed, failed_epochs, _ = _train_watching_the_helper(tmp_path / "other", "no-interpreter")
     assert failed == []
-    assert len(epochs) == 2 and epochs == warm_epochs == uncached_epochs == failed_epochs
+    (tmp_path / "a file").write_text("")  # a cache folder that cannot be made, even by root
+    unwritable, unwritable_epochs, _ = _train_watching_the_helper(tmp_path / "a file" / "cache")
+    assert unwritable == []
+    assert len(epochs) == 2
+    assert epochs == warm_epochs == uncached_epochs == failed_epochs == unwritable_epochs
 
 
 @pytest.mark.parametrize("recipe, shape", [
