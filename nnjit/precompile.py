@@ -2,6 +2,7 @@
 float64, serial and parallel variants, into the compiled-kernel cache, so that later processes
 start at full speed (see docs/cache.md)."""
 import argparse
+import itertools
 import multiprocessing
 import os
 import sys
@@ -71,7 +72,9 @@ def _compile_item(make_plan, dtype_name, index):
     """Compile item ``index`` of make_plan(dtype) into the cache; returns (dtype name,
     description, seconds, entries saved, entries found cached). Runs in a worker process."""
     dtype = np.dtype(dtype_name)
-    description, model, criterion, target, shape = list(make_plan(dtype))[index]
+    # only this item's models are built, not the whole plan's
+    description, model, criterion, target, shape = next(
+        itertools.islice(make_plan(dtype), index, None))
     saves, hits = _cache.STATS["saves"], _cache.STATS["hits"]
     start = time.perf_counter()
     x = np.random.default_rng(0).standard_normal(shape).astype(dtype)
@@ -94,7 +97,7 @@ def fill(make_plan=plan, jobs=1, out=sys.stdout):
     so more processes fill the cache faster; its writers lock the folder while they write."""
     items = [(np.dtype(dtype).name, index)
              for dtype in (np.float32, np.float64)
-             for index in range(len(list(make_plan(np.dtype(dtype)))))]
+             for index, _ in enumerate(make_plan(np.dtype(dtype)))]
     # the plans end with the slowest items (the CNNs): handing those out first keeps one
     # process from being left alone with a long one at the end
     items.reverse()

@@ -371,10 +371,13 @@ def _mixed_backend_cases():
     ]
 
 
+MIXED_BACKEND_CASES = _mixed_backend_cases()
+
+
 @pytest.mark.parametrize("forward_backend, backward_backend",
                          [("numpy", "numba"), ("numba", "numpy")])
-@pytest.mark.parametrize("name, make, shape", _mixed_backend_cases(),
-                         ids=[case[0] for case in _mixed_backend_cases()])
+@pytest.mark.parametrize("name, make, shape", MIXED_BACKEND_CASES,
+                         ids=[case[0] for case in MIXED_BACKEND_CASES])
 def test_backward_on_the_other_backend_than_forward(name, make, shape, forward_backend,
                                                     backward_backend):
     """A forward under one backend and the backward under the other (``with nnjit.backend``
