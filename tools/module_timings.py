@@ -3,13 +3,15 @@ and torch doing the same work (where installed) for the layers and the labels cr
 
     python tools/module_timings.py [name filters ...] [--dtype float32] [--shapes 256x1000 ...]
 
-Each case runs on both backends, interleaved over three rounds (the machine is noisy), and
-the table gives the median of each path's per-round medians and numpy/numba. `nnjit bench`
+Each case runs on both backends (and torch), interleaved; three rounds, each a sweep over
+all the cases (the machine is noisy), and the table gives the median of each path's per-round
+medians and numpy/numba. `nnjit bench`
 times the kernels; this times forward and backward as a training loop calls them, checks and
 buffers included.
 """
 import argparse
 import statistics
+import sys
 
 import numba
 import numpy as np
@@ -59,11 +61,11 @@ def _cases(dtype, shapes):
         for name, make in [("softmax", nnjit.SoftMax), ("log_softmax", nnjit.LogSoftMax),
                            ("leaky_relu", nnjit.LeakyReLU),
                            ("batch_norm", lambda: nnjit.BatchNormalization(0.9))]:
-            def forward(make=make):
+            def forward(make=make, x=x):
                 module = make()
                 return lambda: module.forward(x)
 
-            def backward(make=make):
+            def backward(make=make, x=x, gradient=gradient):
                 module = make()
                 module.forward(x)
                 return lambda: module.backward(x, gradient)
@@ -122,26 +124,31 @@ def main(argv=None):
         torch_cases = _torch_cases(torch, np.dtype(args.dtype), shapes)
     except ImportError:
         torch_cases = {}
-    print(f"{'case':34s} {'numba us':>10s} {'numpy us':>10s} {'numpy/numba':>12s}"
-          f" {'torch us':>10s} {'torch/numba':>12s}", flush=True)
-    for name, make in _cases(np.dtype(args.dtype), shapes):
-        if args.filters and not any(f in name for f in args.filters):
-            continue
-        rounds = {"numba": [], "numpy": [], "torch": []}
-        for _ in range(3):
+    cases = [(name, make) for name, make in _cases(np.dtype(args.dtype), shapes)
+             if not args.filters or any(f in name for f in args.filters)]
+    # Each round sweeps the whole list, so a pause of the machine (a second or two in which a
+    # core is taken, every minute or so here) spoils one round of a few cases, which the
+    # median drops, not all three rounds of one case.
+    rounds = {name: {"numba": [], "numpy": [], "torch": []} for name, _ in cases}
+    calls = max(args.calls // 3, 1)
+    for round_number in range(3):
+        for name, make in cases:
             for path in ("numba", "numpy"):
                 with nnjit.backend(path):
-                    rounds[path].append(_median_call(make(), max(args.calls // 3, 1)))
+                    rounds[name][path].append(_median_call(make(), calls))
             if name in torch_cases:
-                rounds["torch"].append(_median_call(torch_cases[name](), max(args.calls // 3, 1)))
-        numba_time, numpy_time = (statistics.median(rounds[p]) for p in ("numba", "numpy"))
+                rounds[name]["torch"].append(_median_call(torch_cases[name](), calls))
+        print(f"round {round_number + 1} of 3 done", file=sys.stderr, flush=True)
+    print(f"{'case':34s} {'numba us':>10s} {'numpy us':>10s} {'numpy/numba':>12s}"
+          f" {'torch us':>10s} {'torch/numba':>12s}", flush=True)
+    for name, _ in cases:
+        numba_time, numpy_time = (statistics.median(rounds[name][p]) for p in ("numba", "numpy"))
         torch_part = ""
-        if rounds["torch"]:
-            torch_time = statistics.median(rounds["torch"])
+        if rounds[name]["torch"]:
+            torch_time = statistics.median(rounds[name]["torch"])
             torch_part = f" {torch_time * 1e6:10.1f} {torch_time / numba_time:12.2f}"
         print(f"{name:34s} {numba_time * 1e6:10.1f} {numpy_time * 1e6:10.1f} "
               f"{numpy_time / numba_time:12.2f}{torch_part}", flush=True)
-
 
 if __name__ == "__main__":
     main()
