@@ -9,7 +9,7 @@ import threading
 import numba
 import numpy as np
 
-from . import _cache, _dispatch
+from . import _cache, _dispatch, _threads
 from ._dispatch import get_backend
 from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
@@ -51,18 +51,29 @@ class _ParallelGuard:
     THREAD_SAFE_LAYERS = ("tbb", "omp")
 
     def __init__(self):
+        self._forget()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self):
+        """New locks (a fork copies them as they were) and, in a forked child, a first launch
+        again: the child's TBB has new workers to bind."""
         self._first_launch = threading.Lock()
         self._busy = threading.Lock()
         self.layer = None
+        _threads.forget()
 
     def run(self, parallel, serial, args):
         if self.layer is None:
             with self._first_launch:
                 if self.layer is None:
                     result = self._run_exclusive(parallel, args)
-                    self.layer = numba.threading_layer()
+                    layer = numba.threading_layer()
+                    _threads.bind_workers(layer)
+                    self.layer = layer
                     return result
         if self.layer in self.THREAD_SAFE_LAYERS:
+            _threads.follow_caller()
             return parallel(*args)
         if self._busy.acquire(blocking=False):
             try:

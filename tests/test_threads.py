@@ -211,3 +211,127 @@ def test_openblas_threads_sleep_after_a_product_even_when_numpy_came_first(prese
         assert running <= 2, f"{running} of 20 samples found a thread busy-waiting"
     else:  # 2**28 cycles: about 0.1 s at this machine's clock, longer than the samples
         assert running >= 10, f"only {running} of 20 samples found OpenBLAS's thread running"
+
+
+# Run in a fresh process: the binding happens once, at a process's first parallel launch.
+BINDING_PROBE = r"""
+import json, os, sys, threading
+import numba, numpy as np
+import nnjit
+from nnjit.kernels import _threads
+
+def affinities():
+    found = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            found[int(tid)] = sorted(os.sched_getaffinity(int(tid)))
+        except OSError:
+            pass
+    return found
+
+usable = sorted(os.sched_getaffinity(0))
+x = np.random.default_rng(0).standard_normal((512, 1024)).astype(np.float32)
+layer = nnjit.LeakyReLU()
+assert np.array_equal(layer.forward(x), np.where(x > 0, x, np.float32(0.03) * x))
+report = {"layer": numba.threading_layer(), "usable": usable, "me": threading.get_native_id(),
+          "binding": _threads.binding(), "affinities": affinities()}
+if sys.argv[1] == "move" and report["binding"]["state"] == "bound":
+    # put this thread on the workers' CPU: parallel launches from it move the workers off it
+    target = [c for c in usable if c != report["binding"]["cpu"]][0]
+    os.sched_setaffinity(0, {target})
+    for _ in range(16):
+        layer.forward(x)
+    report["moved"] = {"target": target, "binding": _threads.binding(), "affinities": affinities()}
+    os.sched_setaffinity(0, usable)
+if sys.argv[1] == "fork" and report["binding"]["state"] == "bound":
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        layer.forward(x)
+        os.write(write, json.dumps({"binding": _threads.binding(), "me": threading.get_native_id(),
+                                    "affinities": affinities()}).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    report["child"] = json.loads(os.read(read, 1 << 16))
+print(json.dumps(report))
+"""
+
+
+def _binding_probe(mode="plain", **env):
+    import json
+
+    done = subprocess.run([sys.executable, "-c", BINDING_PROBE, mode], capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ, **env))
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    if report["layer"] != "tbb":
+        pytest.skip(f"binding is for Numba's TBB layer, not {report['layer']}")
+    return report
+
+
+def _assert_workers_off(binding, affinities, usable, cpu, me):
+    assert binding["state"] == "bound" and binding["cpu"] == cpu
+    others = sorted(set(usable) - {cpu})
+    workers = {int(tid) for tid in binding["workers"]}
+    assert workers and me not in workers
+    for tid in workers:
+        assert affinities[str(tid)] == others, (tid, affinities)
+    assert affinities[str(me)] == usable  # the launching thread is never restricted
+
+
+two_cpus = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+    reason="binding workers needs Linux and two usable CPUs")
+
+
+@two_cpus
+def test_tbb_workers_run_off_the_launching_threads_cpu():
+    report = _binding_probe(NUMBA_NUM_THREADS="2")
+    binding = report["binding"]
+    _assert_workers_off(binding, report["affinities"], report["usable"], binding["cpu"], report["me"])
+    assert binding["moves"] == 0
+
+
+@two_cpus
+def test_workers_move_when_the_launching_thread_moves_onto_their_cpu():
+    report = _binding_probe("move", NUMBA_NUM_THREADS="2")
+    moved = report["moved"]
+    assert moved["binding"]["moves"] >= 1
+    assert moved["binding"]["cpu"] == moved["target"]
+    others = sorted(set(report["usable"]) - {moved["target"]})
+    for tid in moved["binding"]["workers"]:
+        assert moved["affinities"][tid] == others
+
+
+@two_cpus
+def test_a_forked_child_binds_its_own_workers():
+    report = _binding_probe("fork", NUMBA_NUM_THREADS="2")
+    child = report["child"]
+    _assert_workers_off(child["binding"], child["affinities"], report["usable"],
+                        child["binding"]["cpu"], child["me"])
+    assert not set(child["binding"]["workers"]) & set(report["binding"]["workers"])
+
+
+@two_cpus
+@pytest.mark.parametrize("env, state", [
+    ({"NNJIT_BIND_WORKERS": "0", "NUMBA_NUM_THREADS": "2"}, "off (NNJIT_BIND_WORKERS)"),
+    ({"NUMBA_NUM_THREADS": "1"}, "one thread or one usable CPU"),
+    ({"NUMBA_NUM_THREADS": str(len(os.sched_getaffinity(0)) + 1)
+      if hasattr(os, "sched_getaffinity") else "3"}, "more Numba threads than usable CPUs")])
+def test_workers_left_where_binding_is_off_or_cannot_help(env, state):
+    report = _binding_probe(**env)
+    assert report["binding"]["state"] == state
+    assert all(cpus == report["usable"] for cpus in report["affinities"].values())
+
+
+def test_a_failed_binding_leaves_the_workers_and_raises_nothing(monkeypatch):
+    from nnjit.kernels import _threads
+
+    def broken(*args):
+        raise OSError("no such thread")
+
+    monkeypatch.setattr(_threads, "_thread_ids_parallel", broken)
+    monkeypatch.setattr(_threads, "_why_not", lambda *args: None)
+    monkeypatch.setattr(_threads, "_binding", dict(_threads._binding))
+    _threads.bind_workers("tbb")
+    assert _threads.binding()["state"] == "failed (OSError: no such thread)"

@@ -4,7 +4,11 @@ each, as Numba picks its layer once): in how many calls both threads took part, 
 time of those calls and of the others (the calling thread did both halves before the worker
 joined), beside the serial fill. 20 bursts of 100 back-to-back calls after 10 ms pauses, us.
 
-    python tools/launch_latency.py [--layers tbb omp]
+    python tools/launch_latency.py [--layers tbb omp] [--unbound]
+
+It first makes one nnjit parallel launch, as every nnjit program does before its kernels
+matter: that binds TBB's workers off the calling thread's CPU (kernels/_threads.py);
+``--unbound`` adds a TBB run without that (NNJIT_BIND_WORKERS=0).
 """
 import argparse
 import os
@@ -18,7 +22,8 @@ import numba
 import numpy as np
 from numba import prange
 
-import nnjit  # noqa: F401 (loads pip's TBB for Numba, as every nnjit program does)
+import nnjit  # loads pip's TBB for Numba, as every nnjit program does
+from nnjit.kernels import _threads
 
 
 @numba.njit(parallel=True)
@@ -38,9 +43,11 @@ def median(times):
     return f"{statistics.median(times):6.1f}" if times else "     -"
 
 
+nnjit.LeakyReLU().forward(np.ones((512, 1024), np.float32))  # nnjit's first parallel launch
 writers = np.zeros(2, np.int64)
-fill_in_halves(np.empty(2, np.float32), writers)  # picks the layer
-print(f"{numba.threading_layer()}, {numba.get_num_threads()} threads")
+fill_in_halves(np.empty(2, np.float32), writers)
+print(f"{numba.threading_layer()}, {numba.get_num_threads()} threads, workers: "
+      f"{_threads.binding()['state']}")
 for megabytes in (1, 4, 16):
     out = np.empty(megabytes * 2**18, np.float32)
     fill_in_halves(out, writers)
@@ -68,9 +75,14 @@ for megabytes in (1, 4, 16):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--layers", nargs="+", default=["tbb", "omp"])
+    parser.add_argument("--unbound", action="store_true",
+                        help="also run TBB with NNJIT_BIND_WORKERS=0 (workers on any CPU)")
     args = parser.parse_args(argv)
-    for layer in args.layers:
-        env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
+    runs = [(layer, "1") for layer in args.layers]
+    if args.unbound and "tbb" in args.layers:
+        runs.insert(args.layers.index("tbb") + 1, ("tbb", "0"))
+    for layer, bind in runs:
+        env = dict(os.environ, NUMBA_THREADING_LAYER=layer, NNJIT_BIND_WORKERS=bind)
         done = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
         if done.returncode:
             print(f"{layer}: not available here ({done.stderr.strip().splitlines()[-1]})")
