@@ -328,19 +328,25 @@ def _ops(torch):
             "max_pool2d_fwd": max_pool2d_fwd, "max_pool2d_bwd": max_pool2d_bwd}
 
 
+QUIET_SECONDS = 0.02
+
+
 def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
     """Median seconds of each of ``calls``, after three warm-up calls each (compilation
     included there). The paths take turns in ``rounds`` stretches of min_time / rounds each,
     so a burst of load on this shared machine slows more than one path. Each stretch starts
-    with 3 ms of untimed calls (at least two): torch's OpenMP threads keep spinning for a
-    millisecond or two after an op, and Numba calls made meanwhile ran up to 1.6x slower. Not
-    a pause: after one, TBB's sleeping worker made later calls slower on this VM."""
+    with a 20 ms pause, then 3 ms of untimed calls (at least two): torch's OpenMP threads keep
+    spinning for milliseconds after an op, on the CPU Numba's worker is bound to
+    (kernels/_threads.py), and Numba calls made meanwhile ran at their serial speed
+    (NLL backward at 256x1000 float32: 14.8 us without the pause, 9.8-10.1 with it; torch
+    11.7). The calls after the pause wake each library's own threads."""
     for call in calls:
         for _ in range(3):
             call()
     times = [[] for _ in calls]
     for _ in range(rounds):
         for call, path_times in zip(calls, times):
+            time.sleep(min(QUIET_SECONDS, min_time / 10))  # none when only checking, min_time 0
             settle_until, settled = time.perf_counter() + 0.003, 0
             while settled < 2 or time.perf_counter() < settle_until:
                 call()
