@@ -21,6 +21,10 @@ PARALLEL_MIN_EXP = 16384
 PARALLEL_MIN_ELEMENTS = 65536
 PARALLEL_MIN_STREAMING = 131072
 PARALLEL_MIN_REDUCTION = 262144
+# Gathers of one element per row (NLL forward with labels): labels, and input bytes (see
+# nll._gather_work).
+PARALLEL_MIN_GATHER = 4096
+GATHER_MIN_BYTES = 16 * 2**20
 
 # Batch reductions (batch norm, scaling and bias gradients) give each task this many rows;
 # tasks write partial column sums that are then added in a fixed order, so the result does

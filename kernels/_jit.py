@@ -223,14 +223,18 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     The parallel variant runs when ``args[size_arg]`` has at least ``parallel_min`` elements
     (one of the thresholds of _config.py); ``size_arg`` may be a tuple of positions, for a
     kernel whose work follows the largest of several arrays (a convolution's follows its input
-    or its output, whichever has more channels). Both variants compile lazily on first use,
-    never at import.
+    or its output, whichever has more channels), or a function of the tuple of arguments giving
+    the work to compare with ``parallel_min``. Both variants compile lazily on first use, never
+    at import.
     """
-    positions = size_arg if isinstance(size_arg, tuple) else (size_arg,)
-    first, single = positions[0], len(positions) == 1
+    if callable(size_arg):
+        first, single, size = None, False, size_arg
+    else:
+        positions = size_arg if isinstance(size_arg, tuple) else (size_arg,)
+        first, single = positions[0], len(positions) == 1
 
-    def size(args):
-        return max(args[i].size for i in positions)
+        def size(args):
+            return max(args[i].size for i in positions)
 
     def wrap(body):
         serial = _njit(body, False, FASTMATH)

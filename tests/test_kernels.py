@@ -484,3 +484,28 @@ def test_labels_kernels_flag_labels_out_of_range(name, dtype):
             row_loss = numba_args[2]
             assert set(np.flatnonzero(np.isnan(row_loss))) == set(bad_rows)
             assert np.isnan(result)
+
+
+@pytest.mark.parametrize("dtype, shape, parallel", [
+    (np.float64, (4096, 1024), True), (np.float32, (4096, 1024), True),
+    (np.float32, (4096, 768), False), (np.float64, (2048, 1024), False),
+    (np.float64, (8192, 128), False), (np.float32, (64, 10), False)])
+def test_nll_labels_forward_runs_parallel_only_where_the_rows_span_the_tlb(dtype, shape, parallel):
+    """One element per row: worth two threads only for many labels over rows spanning 16 MB or
+    more (kernels/nll.py _gather_work); either way the mean of the picked -log p."""
+    from unittest import mock
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(dtype)
+    labels = rng.integers(0, shape[1], shape[0])
+    launches = []
+
+    def record(parallel_variant, serial_variant, args):
+        launches.append(args)
+        return parallel_variant(*args)
+
+    with mock.patch.object(K._jit.PARALLEL_GUARD, "run", side_effect=record):
+        loss = K.nll_log_labels_update_output(x, labels, np.empty(shape[0], dtype))
+    assert bool(launches) == parallel
+    np.testing.assert_allclose(loss, -x[np.arange(shape[0]), labels].astype(np.float64).mean(),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -1,5 +1,6 @@
 """Per-call times through the module API (what users call), numba path against numpy path,
-and torch doing the same work (where installed) for the layers and the labels criterions.
+and torch doing the same work (where installed): its ops for the layers and the criterions
+(the probability-form NLL as torch.log then nll_loss, dense targets as a user writes them).
 
     python tools/module_timings.py [name filters ...] [--dtype float32] [--shapes 256x1000 ...]
 
@@ -82,21 +83,30 @@ def _torch_cases(torch, dtype, shapes):
     for n, c in shapes:
         x = rng.standard_normal((n, c)).astype(dtype)
         log_p = x - np.log(np.exp(x).sum(1, keepdims=True)).astype(dtype)
+        p = np.exp(log_p)
         labels = torch.from_numpy(rng.integers(0, c, n))
+        dense = torch.eye(c, dtype=torch.from_numpy(x).dtype)[labels]
         gradient = torch.from_numpy(rng.standard_normal((n, c)).astype(dtype))
         size = f"{n}x{c}"
+        # criterions as a torch user writes them; the probability form has no op of its own
         layers = {"softmax": lambda t: F.softmax(t, 1), "log_softmax": lambda t: F.log_softmax(t, 1),
                   "leaky_relu": lambda t: F.leaky_relu(t, 0.03),
                   "batch_norm": lambda t: F.batch_norm(t, None, None, training=True, eps=1e-3),
+                  "nll_prob_labels": lambda t, labels=labels: F.nll_loss(torch.log(t), labels),
+                  "nll_prob_dense": lambda t, target=dense: -(target * torch.log(t)).sum(1).mean(),
                   "nll_log_labels": lambda t, labels=labels: F.nll_loss(t, labels),
-                  "cross_entropy_labels": lambda t, labels=labels: F.cross_entropy(t, labels)}
+                  "nll_log_dense": lambda t, target=dense: -(target * t).sum(1).mean(),
+                  "cross_entropy_labels": lambda t, labels=labels: F.cross_entropy(t, labels),
+                  "cross_entropy_dense": lambda t, target=dense: F.cross_entropy(t, target)}
         for name, op in layers.items():
-            def forward(op=op, x=log_p if name.startswith("nll") else x):
+            inputs = p if name.startswith("nll_prob") else log_p if name.startswith("nll") else x
+
+            def forward(op=op, x=inputs):
                 tx = torch.from_numpy(x).requires_grad_()
                 return lambda: op(tx)
 
-            def backward(op=op, x=log_p if name.startswith("nll") else x,
-                         criterion=name.endswith("_labels"), gradient=gradient):
+            def backward(op=op, x=inputs, criterion=name.endswith(("_labels", "_dense")),
+                         gradient=gradient):
                 recorded = op(torch.from_numpy(x).requires_grad_())
                 if criterion:
                     return lambda: recorded.backward(retain_graph=True)
