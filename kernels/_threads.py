@@ -173,7 +173,7 @@ def _bind_workers(layer):
 
 
 def follow_caller():
-    """Called by every parallel launch once bound: every eighth one from the bound thread
+    """Called by every parallel launch: once bound, every eighth one from the bound thread
     moves the workers off its CPU if it is on theirs now."""
     global _countdown
     _countdown -= 1
@@ -183,9 +183,10 @@ def follow_caller():
     if _bound is None or threading.get_ident() != _bound[0]:
         return
     cpu = _sched_getcpu()
-    if cpu != _binding["cpu"]:
+    if cpu != _binding.get("cpu"):
         with _state_lock:
-            _binding.update(cpu=cpu, workers=_move_workers(cpu), moves=_binding["moves"] + 1)
+            moves = _binding.get("moves", 0) + 1
+            _binding.update(cpu=cpu, workers=_move_workers(cpu), moves=moves)
 
 
 def forget():

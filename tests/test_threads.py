@@ -288,7 +288,8 @@ two_cpus = pytest.mark.skipif(
 def test_tbb_workers_run_off_the_launching_threads_cpu():
     report = _binding_probe(NUMBA_NUM_THREADS="2")
     binding = report["binding"]
-    _assert_workers_off(binding, report["affinities"], report["usable"], binding["cpu"], report["me"])
+    _assert_workers_off(binding, report["affinities"], report["usable"], binding["cpu"],
+                        report["me"])
     assert binding["moves"] == 0
 
 
