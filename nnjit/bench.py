@@ -328,7 +328,9 @@ def _ops(torch):
             "max_pool2d_fwd": max_pool2d_fwd, "max_pool2d_bwd": max_pool2d_bwd}
 
 
+# before each timed stretch (see median_times); tools/_timing.py uses the same two
 QUIET_SECONDS = 0.02
+SETTLE_SECONDS = 0.003
 
 
 def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
@@ -347,7 +349,7 @@ def median_times(calls, min_time=0.2, rounds=3, max_repeats=600):
     for _ in range(rounds):
         for call, path_times in zip(calls, times):
             time.sleep(min(QUIET_SECONDS, min_time / 10))  # none when only checking, min_time 0
-            settle_until, settled = time.perf_counter() + 0.003, 0
+            settle_until, settled = time.perf_counter() + SETTLE_SECONDS, 0
             while settled < 2 or time.perf_counter() < settle_until:
                 call()
                 settled += 1

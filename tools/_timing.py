@@ -3,9 +3,8 @@ import argparse
 import statistics
 import time
 
-
-QUIET_SECONDS = 0.02  # before each measurement: see median_seconds
-SETTLE_SECONDS = 0.003
+# the pause and settling time before each measurement, as `nnjit bench` takes them
+from nnjit.bench import QUIET_SECONDS, SETTLE_SECONDS
 
 
 def median_seconds(call, calls, warmup=5):
