@@ -19,7 +19,8 @@ with a negative entry, in the same pass: the module checks that the rows are dis
 without reading the targets again (see first_bad_distribution).
 """
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
 from ._config import (GATHER_MIN_BYTES, PARALLEL_MIN_EXP, PARALLEL_MIN_GATHER,
                       PARALLEL_MIN_STREAMING)
@@ -343,15 +344,48 @@ def nll_log_update_grad_input_numpy(input, target, grad_input, target_mass):
 # Torch7's CrossEntropyCriterion reuses its LogSoftMax output.
 # logsumexp(x) = top + log(total), kept as two numbers: a loss term is taken as
 # (top - x) + log(total), see nll_term.
+def _exp_total(x, i, top):
+    """sum(exp(x[i] - top)) as a float64, top the row's maximum (see _row_top_total)."""
+    return np.exp(x[i] - top).sum(dtype=np.float64)
+
+
 @jit
-def _row_top_total(x, i):
-    """(max of row i, sum(exp(row - max))), the sum in float64, so a float32 loss is
-    rounded once, at the end."""
-    top = row_max(x, i)
+def _exp_total_float64(x, i, top):
     total = 0.0
     for j in range(x.shape[1]):
-        total += np.float64(vexp_nonpositive(x[i, j] - top))
-    return top, total
+        total += vexp_nonpositive(x[i, j] - top)
+    return total
+
+
+@jit
+def _exp_total_float32(x, i, top):
+    """A confident row's loss is log(total), total = 1 + rest with rest small. A float32 sum
+    with the maximum's 1 in it keeps only rest's bits above 1's ulp (torch: up to 7e-4
+    relative error), so the entries equal to the maximum are counted apart from the rest (e -
+    tie * e is exactly e or 0) and the two joined in float64: within 3 ulp (docs/accuracy.md),
+    10% faster than summing every exp in float64, and vectorized where a select was not."""
+    rest, ties = np.float32(0), np.float32(0)
+    for j in range(x.shape[1]):
+        d = x[i, j] - top
+        e = vexp_nonpositive(d)
+        tie = np.float32(d == np.float32(0))
+        rest += e - tie * e
+        ties += tie
+    return np.float64(ties) + np.float64(rest)
+
+
+@overload(_exp_total, inline="always")
+def _exp_total_by_dtype(x, i, top):
+    return {types.float32: lambda x, i, top: _exp_total_float32(x, i, top),
+            types.float64: lambda x, i, top: _exp_total_float64(x, i, top)}.get(top)
+
+
+@jit
+def _row_top_total(x, i):
+    """(max of row i, sum(exp(row - max))), the sum a float64, so a float32 loss is rounded
+    once, at the end."""
+    top = row_max(x, i)
+    return top, _exp_total(x, i, top)
 
 
 def _top_total_numpy(x, row_top, row_total):

@@ -149,11 +149,12 @@ def test_log_softmax_of_confident_rows_no_worse_than_torch(dtype):
     assert max(errors) <= max(torch_errors) * 1.05
 
 
-def test_float32_cross_entropy_of_confident_rows_within_two_ulp():
+def test_float32_cross_entropy_of_confident_rows_within_four_ulp():
     """The loss of a confident row whose label is its maximum is log(sum) with the sum near
-    1. Its float32 terms summed in float64 keep the small loss to about an ulp; summed in
-    float32 (as torch does: median 3e-5, largest 7e-4 relative here) it would be the sum's
-    rounding over the loss."""
+    1. With the maximum's 1 counted apart from the rest of the float32 sum, the small loss
+    keeps a few ulp (measured: median 1.6, largest 2.8); summed in float32 with the 1 in it
+    (as torch does: median 3e-5, largest 7e-4 relative here) it would be the sum's rounding
+    over the loss (33 ulp and more here)."""
     errors, torch_errors = [], []
     for seed in range(30):
         x = _confident_logits(np.float32, seed)
@@ -168,7 +169,7 @@ def test_float32_cross_entropy_of_confident_rows_within_two_ulp():
             torch_errors.append(_max_relative_error(theirs.numpy(), expected, np.float32))
     print(f"median {np.median(errors):.3g} largest {max(errors):.3g}" + (
         f"; torch {np.median(torch_errors):.3g} {max(torch_errors):.3g}" if torch_errors else ""))
-    assert max(errors) < 2 * np.finfo(np.float32).eps, max(errors)
+    assert max(errors) < 4 * np.finfo(np.float32).eps, max(errors)
 
 
 def _batch_norm(x, variant):

@@ -385,6 +385,34 @@ def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, v
         np.testing.assert_allclose(result[clean], reference[name][clean], **tolerance(dtype), err_msg=name)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("variant", ["serial", "parallel"])
+@pytest.mark.parametrize("c", [1, 10, 1000])
+def test_cross_entropy_counts_every_entry_equal_to_the_row_maximum(dtype, variant, c):
+    """The float32 forward counts the entries equal to the maximum apart from the sum of the
+    rest (kernels/nll.py): rows with one, two, three or all entries at the maximum, a maximum
+    of 0 and of 1e4, must have the loss and statistics of the float64 reference."""
+    r = np.random.default_rng(8)
+    n = 64
+    x = (r.standard_normal((n, c)) * 2).astype(dtype)
+    for row in range(n):
+        top = x[row].max() if row % 3 else dtype(0 if row % 2 else 1e4)
+        ties = [1, 2, 3, c][row % 4]
+        x[row, r.choice(c, size=min(ties, c), replace=False)] = top
+        x[row] = np.minimum(x[row], top)
+    labels = r.integers(0, c, n)
+    labels[::5] = x[::5].argmax(axis=1)  # the confident case: the loss is log(total) alone
+    row_loss, top, total = np.empty(n, dtype), np.empty(n, dtype), np.empty(n)
+    getattr(K.cross_entropy_labels_update_output, variant)(x, labels, row_loss, top, total)
+    exact = x.astype(np.longdouble)
+    expected_total = np.exp(exact - exact.max(axis=1, keepdims=True)).sum(axis=1)
+    expected_loss = np.log(expected_total) + exact.max(axis=1) - exact[np.arange(n), labels]
+    assert (top == x.max(axis=1)).all()
+    np.testing.assert_allclose(total, expected_total.astype(np.float64), rtol=8 * np.finfo(dtype).eps)
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(row_loss, expected_loss.astype(dtype), rtol=4 * eps, atol=4 * eps * float(np.log(c) + 1))
+
+
 def test_numpy_twins_never_run_numba_code(monkeypatch):
     """A twin calling another Kernel would follow the backend in force (numba by default)."""
     def refuse(*args):
