@@ -348,6 +348,14 @@ def test_linear_gradients_after_zeroing_accumulate_exactly(backend, dtype, rng):
         layer.gradb.fill(0)
         layer.backward(x, g)
         np.testing.assert_allclose(layer.gradW, product, **tol)
+        for mark in (np.finfo(dtype).smallest_subnormal, -0.0, np.nan):  # one entry, the rest zeros
+            layer.zeroGradParameters()
+            layer.gradW[4, 6] = mark
+            layer.backward(x, g)
+            expected = product.copy()
+            expected[4, 6] += mark
+            np.testing.assert_array_equal(np.isnan(layer.gradW), np.isnan(expected))
+            np.testing.assert_allclose(layer.gradW, expected, **tol)
 
 
 def _mixed_backend_cases():
