@@ -38,7 +38,7 @@ from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_u
                   nll_log_update_grad_input, nll_log_update_output,
                   nll_prob_labels_update_grad_input, nll_prob_labels_update_output,
                   nll_prob_update_grad_input, nll_prob_update_output)
-from .optim import adam_step, sgd_momentum_step
+from .optim import adam_step, sgd_momentum_step, zero_fill
 from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
                       softmax_update_grad_input, softmax_update_output)
 

@@ -6,6 +6,20 @@ from ._jit import kernel
 
 
 @kernel()
+def zero_fill(gradient):
+    """gradient [OUT] (m,) = 0, for zeroGradParameters: over 200704 float64, ndarray.fill(0)
+    took 29.9 us, this loop 17.7 serial and 12.1 parallel (docs/performance.md)."""
+    zero = gradient.dtype.type(0)
+    for k in prange(gradient.shape[0]):
+        gradient[k] = zero
+
+
+@zero_fill.numpy_twin
+def zero_fill_numpy(gradient):
+    gradient.fill(0)
+
+
+@kernel()
 def sgd_momentum_step(variable, gradient, accumulated, learning_rate, momentum):
     """variable [OUT] (m,); gradient (m,); accumulated [OUT] (m,):
     accumulated = momentum * accumulated + learning_rate * gradient; variable -= accumulated."""

@@ -11,6 +11,7 @@ import threading
 import numpy as np
 
 from . import _checks
+from . import kernels as K
 
 
 class _CallState(threading.local):
@@ -21,6 +22,13 @@ class _CallState(threading.local):
 
 
 _CREATE_LOCK = threading.Lock()
+
+
+def _kernel_can_zero(array):
+    """zero_fill takes float32 and float64 arrays it can see flat; NumPy fills the rest (and
+    raises its own error for a read-only one)."""
+    return (array.dtype in (np.float32, np.float64) and array.flags.c_contiguous
+            and array.flags.writeable)
 
 
 def _calls(module):
@@ -137,7 +145,10 @@ class Module(_PerThreadCalls):
 
     def zeroGradParameters(self):
         for grad in self.getGradParameters():
-            grad.fill(0)
+            if _kernel_can_zero(grad):
+                K.zero_fill(grad.reshape(-1))
+            else:
+                grad.fill(0)
 
     def getParameters(self):
         """The parameter arrays, updated in place by the optimizers."""

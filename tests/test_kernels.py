@@ -248,6 +248,7 @@ ARGS = {
         _x(r, n, c, dt), _x(r, n, 9, dt), np.zeros((9, c), dt), r.standard_normal(9).astype(dt)],
     "sgd_momentum_step": lambda r, n, c, dt: [
         _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), dt(0.1), dt(0.9)],
+    "zero_fill": lambda r, n, c, dt: [_flat(r, n, c, dt)],
     "adam_step": lambda r, n, c, dt: [
         _flat(r, n, c, dt), _flat(r, n, c, dt), _flat(r, n, c, dt), np.abs(_flat(r, n, c, dt)),
         dt(1e-3), dt(0.9), dt(0.999), dt(1e-8), dt(0.1), dt(0.001)],

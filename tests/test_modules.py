@@ -66,6 +66,33 @@ def test_acc_grad_parameters_accumulates_and_zero_resets(rng):
     assert not linear.gradW.any() and not linear.gradb.any()
 
 
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+def test_zero_grad_parameters_zeros_every_kind_of_gradient_array(backend, rng):
+    """Module.zeroGradParameters zeros flat-viewable float32/float64 arrays with a kernel and
+    anything else (Fortran order, strided views, other dtypes, 0-d) with NumPy; a read-only
+    array raises NumPy's error."""
+    base = rng.standard_normal((70000, 4))
+    grads = [rng.standard_normal(300_000).astype(np.float32), rng.standard_normal((9, 7)),
+             np.asfortranarray(rng.standard_normal((6, 5))), base[:, 1], base[::2],
+             rng.standard_normal((4, 4)).astype(np.float16), np.array(2.5), np.empty((0, 3))]
+    grads[0][-1] = -0.0
+
+    class Holder(nnjit.Module):
+        def getGradParameters(self):
+            return grads
+
+    with nnjit.backend(backend):
+        Holder().zeroGradParameters()
+    for grad in grads:
+        assert not grad.any() and not np.signbit(grad).any(), grad.dtype
+    assert np.count_nonzero(base) == 70000 * 4 - 35000 * 4 - 35000  # the views' elements only
+    frozen = np.ones(5)
+    frozen.flags.writeable = False
+    grads[:] = [frozen]
+    with pytest.raises(ValueError, match="read-only"):
+        Holder().zeroGradParameters()
+
+
 def _mlp():
     return nnjit.Sequential(nnjit.Linear(6, 5), nnjit.BatchNormalization(0.9), nnjit.ReLU(),
                             nnjit.Dropout(0.5), nnjit.Linear(5, 3), nnjit.SoftMax())
