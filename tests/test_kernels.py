@@ -388,7 +388,7 @@ def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, v
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
-@pytest.mark.parametrize("c", [1, 10, 1000])
+@pytest.mark.parametrize("c", [1, 10, 127, 128, 1000])
 def test_cross_entropy_counts_every_entry_equal_to_the_row_maximum(dtype, variant, c):
     """The float32 forward counts the entries equal to the maximum apart from the sum of the
     rest (kernels/nll.py): rows with one, two, three or all entries at the maximum, a maximum
