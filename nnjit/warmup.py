@@ -18,6 +18,7 @@ def warmup(model, input, criterion=None, target=None, optimizers=True):
     try:
         for mode in (model.evaluate, model.train):
             mode()
+            model.zeroGradParameters()
             output = model.forward(sample)
             grad = np.ones_like(output)
             if criterion is not None:

@@ -244,7 +244,7 @@ def test_import_compiles_nothing_and_warmup_compiles_both_variants(rng):
     before = [m.W.copy() for m in (model[0], model[2])]
     nnjit.warmup(model, x, nnjit.ClassNLLCriterion(log_input=True), y)
     for name in ["leaky_relu_update_output", "log_softmax_update_grad_input",
-                 "nll_log_labels_update_grad_input", "adam_step"]:
+                 "nll_log_labels_update_grad_input", "adam_step", "zero_fill"]:
         kernel = K.ALL_KERNELS[name]
         assert kernel.serial.signatures and kernel.parallel.signatures, name
     assert all(np.array_equal(a, m.W) for a, m in zip(before, (model[0], model[2])))
