@@ -7,8 +7,12 @@ from ._jit import kernel
 
 @kernel()
 def zero_fill(gradient):
-    """gradient [OUT] (m,) = 0, for zeroGradParameters: over 200704 float64, ndarray.fill(0)
-    took 29.9 us, this loop 17.7 serial and 12.1 parallel (docs/performance.md)."""
+    """gradient [OUT] (m,) = 0, for zeroGradParameters. Called back to back, the serial loop
+    beats ndarray.fill(0) (262144 float64: 22.5 against 36.8 us) and the parallel one is
+    slower below 1M elements; but in a training step the fill follows the optimizer's parallel
+    launch, with TBB's worker awake, and there the parallel variant from the default threshold
+    is what pays (MLP step, float64: 2403 us with fill(0), 2390 serial, 2354 parallel;
+    docs/performance.md)."""
     zero = gradient.dtype.type(0)
     for k in prange(gradient.shape[0]):
         gradient[k] = zero

@@ -24,9 +24,14 @@ class _CallState(threading.local):
 _CREATE_LOCK = threading.Lock()
 
 
+# Below this many elements ndarray.fill(0) costs less than a kernel call (16: 0.12 against
+# 0.40 us).
+_ZERO_FILL_MIN = 4096
+
+
 def _kernel_can_zero(array):
-    """zero_fill takes float32 and float64 arrays it can see flat; NumPy fills the rest (and
-    raises its own error for a read-only one)."""
+    """zero_fill takes float32 and float64 arrays it can see flat; NumPy fills the rest, and
+    raises its own error for a read-only one."""
     return (array.dtype in (np.float32, np.float64) and array.flags.c_contiguous
             and array.flags.writeable)
 
@@ -145,7 +150,7 @@ class Module(_PerThreadCalls):
 
     def zeroGradParameters(self):
         for grad in self.getGradParameters():
-            if _kernel_can_zero(grad):
+            if grad.size >= _ZERO_FILL_MIN and _kernel_can_zero(grad):
                 K.zero_fill(grad.reshape(-1))
             else:
                 grad.fill(0)

@@ -3,8 +3,9 @@ import copy
 
 import numpy as np
 
+from . import kernels as K
 from .kernels._jit import _compile_both
-from .optim import adam_optimizer, sgd_momentum
+from .optim import _flatten, adam_optimizer, sgd_momentum
 
 
 def warmup(model, input, criterion=None, target=None, optimizers=True):
@@ -18,7 +19,6 @@ def warmup(model, input, criterion=None, target=None, optimizers=True):
     try:
         for mode in (model.evaluate, model.train):
             mode()
-            model.zeroGradParameters()
             output = model.forward(sample)
             grad = np.ones_like(output)
             if criterion is not None:
@@ -26,6 +26,11 @@ def warmup(model, input, criterion=None, target=None, optimizers=True):
                 loss.forward(output, np.asarray(target)[:2])
                 grad = loss.backward(output, np.asarray(target)[:2])
             model.backward(sample, grad)
+        # zeroGradParameters takes zero_fill for gradients of 4096 elements or more, which a
+        # model's first rows do not tell: compile it for the gradients' dtypes.
+        for dtype in {grad.dtype for grad in _flatten(model.getGradParameters())}:
+            if dtype in (np.float32, np.float64):
+                K.zero_fill(np.ones(1, dtype))
         if optimizers and model.getParameters():
             params, grads = model.getParameters(), model.getGradParameters()
             sgd_momentum(params, grads, {"learning_rate": 0.0, "momentum": 0.0}, {})
