@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
@@ -113,15 +115,20 @@ def fill(make_plan=plan, jobs=1, out=sys.stdout):
         for item in items:
             report(_compile_item(make_plan, *item))
         return saves, hits
-    # spawn, not fork: a fork would copy this process's thread pools and locks
-    with multiprocessing.get_context("spawn").Pool(min(jobs, len(items))) as pool:
-        for result in pool.imap_unordered(_compile_star, [(make_plan,) + item for item in items]):
-            report(result)
+    # spawn, not fork: a fork would copy this process's thread pools and locks. An executor,
+    # not a Pool: a worker killed outright (LLVM aborting on an assertion) breaks it and raises
+    # here, where a Pool would wait for that worker's result forever.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(items)), mp_context=context) as pool:
+        futures = [pool.submit(_compile_item, make_plan, *item) for item in items]
+        try:
+            for future in as_completed(futures):
+                report(future.result())
+        except BrokenProcessPool as error:
+            raise SystemExit("python -m nnjit compile: a compiling process died without a "
+                             "Python error (a crash in Numba or LLVM); run with --jobs 1 to "
+                             "see which model it was compiling") from error
     return saves, hits
-
-
-def _compile_star(arguments):
-    return _compile_item(*arguments)
 
 
 def _jobs(text):

@@ -21,13 +21,23 @@ def small_plan(dtype):
            nnjit.CrossEntropyCriterion(), np.array([1, 0]), (2, 3))
 
 
+def dying_plan(dtype):
+    """small_plan, but building the float64 item kills a worker process outright, as an LLVM
+    assertion would (the parent, which only counts the items, is spared)."""
+    import multiprocessing
+    if dtype == np.float64 and multiprocessing.parent_process() is not None:
+        os.abort()
+    yield from small_plan(dtype)
+
+
 _FILL = """
 import sys
 sys.path.insert(0, {tests!r})
 from nnjit import precompile
-from test_precompile import small_plan
+from test_precompile import small_plan, dying_plan
 if __name__ == "__main__":
-    saves, hits = precompile.fill(small_plan, jobs=int(sys.argv[1]))
+    plan = dying_plan if sys.argv[2:] == ["dying"] else small_plan
+    saves, hits = precompile.fill(plan, jobs=int(sys.argv[1]))
     print("saves", saves, "hits", hits)
 """
 
@@ -40,6 +50,14 @@ def _fill(folder, jobs):
     lines = done.stdout.splitlines()
     saves, hits = lines[-1].split()[1::2]
     return int(saves), int(hits), lines[:-1]
+
+
+def test_a_worker_killed_outright_ends_the_command_with_an_error_not_a_hang(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FILL.format(tests=TESTS), "2", "dying"],
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, NNJIT_CACHE_DIR=str(tmp_path)))
+    assert done.returncode == 1, done.stderr
+    assert "a compiling process died" in done.stderr and "--jobs 1" in done.stderr
 
 
 def _index_files(folder):
