@@ -26,7 +26,7 @@ def warmup(model, input, criterion=None, target=None, optimizers=True):
                 loss.forward(output, np.asarray(target)[:2])
                 grad = loss.backward(output, np.asarray(target)[:2])
             model.backward(sample, grad)
-        # zeroGradParameters takes zero_fill for gradients of 4096 elements or more, which a
+        # zeroGradParameters takes zero_fill for gradients of 65536 elements or more, which a
         # model's first rows do not tell: compile it for the gradients' dtypes.
         for dtype in {grad.dtype for grad in _flatten(model.getGradParameters())}:
             if dtype in (np.float32, np.float64):
