@@ -345,8 +345,8 @@ def nll_log_update_grad_input_numpy(input, target, grad_input, target_mass):
 # (top - x) + log(total), see nll_term.
 @jit
 def _row_top_total(x, i):
-    """(max of row i, sum(exp(row - max))), the sum in float64, so a float32 loss is rounded
-    once, at the end."""
+    """(max of row i, sum(exp(row - max))), the sum in float64, so a float32 loss is
+    rounded once, at the end."""
     top = row_max(x, i)
     total = 0.0
     for j in range(x.shape[1]):

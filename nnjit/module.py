@@ -25,11 +25,9 @@ class _CallState(threading.local):
 _CREATE_LOCK = threading.Lock()
 
 
-# From the size where zero_fill runs its parallel variant: that is what pays in a training
-# step (MLP step, float64: 2354 us against 2403 with fill(0), the serial kernel 2390), while
-# below it a model would compile the kernel on its first zeroing for next to nothing
-# (+0.1-0.2 s on a cold `nnjit train`), and under 4096 elements fill(0) costs less than a
-# kernel call (16: 0.12 against 0.40 us).
+# zero_fill pays from where it runs its parallel variant (see its docstring); below, a model
+# would compile it on its first zeroing for next to nothing (+0.1-0.2 s on a cold
+# `nnjit train`).
 _ZERO_FILL_MIN = PARALLEL_MIN_ELEMENTS
 
 
