@@ -28,6 +28,8 @@ from numba.extending import intrinsic, overload
 #   ran 18x slower than exp's.
 _jit_exact = numba.njit(fastmath={"contract"}, error_model="numpy", nogil=True)
 _jit_poly = numba.njit(inline="always")
+# For the kernels' row functions (see SHORT_ROW_MASK), under a name for use elsewhere.
+inlined = _jit_poly
 
 # Per dtype: integer width, exponent bias, mantissa bits.
 _FLOAT_LAYOUT = {types.float32: (32, 127, 23), types.float64: (64, 1023, 52)}
@@ -364,12 +366,91 @@ def row_max(x, i):
     return top
 
 
+# Short float32 rows. LLVM's vector loop over a row takes 64 float32 entries a step (4 vectors of
+# 16) and leaves the rest to scalar code: 36 of a row of 100, whose exps then cost more than the
+# other 64. A loop over range(c & SHORT_ROW_MASK) tells LLVM it runs fewer than 128 times, and
+# it then takes 32 a step (softmax forward, 256 rows, serial: 100 columns 20.4 -> 14.6 us, 37
+# columns 13.1 -> 9.1; tools/row_tail_variants.py). Where fewer than 32 entries would be left
+# over, the long step is as fast or faster (64 columns 7.4 -> 8.8 us), and float64 (8 lanes)
+# gains nothing, so those keep the plain loops. The kernels choose once per call and call an
+# inlined row function twice, once with c & SHORT_ROW_MASK and once with c: each call site
+# gets loops of its own.
+SHORT_ROW_MASK = 127
+
+
+@_jit_exact
+def short_rows(x):
+    """Whether the row kernels take their loops over range(c & SHORT_ROW_MASK) for x (n, c)."""
+    c = x.shape[1]
+    return x.itemsize == 4 and c <= SHORT_ROW_MASK and (c & 63) >= 32
+
+
+@_jit_poly
+def row_max_of(row, m):
+    """row_max of row[:m], inlined into the caller (see SHORT_ROW_MASK)."""
+    top = row.dtype.type(-np.inf)
+    for j in range(m):
+        top = _max_ignoring_nan_operands(top, row[j])
+    return top
+
+
 @_jit_exact
 def minus_both(x, top, log_total):
     """(x - top) - log_total, in that order: with the kernels' "reassoc" flag LLVM may rewrite
     it as x - (top + log_total), which rounds log_total to top's precision (a relative error
     of 0.3 in float32 log-softmax at logits of 1e4). This helper's instructions lack the flag."""
     return (x - top) - log_total
+
+
+# log(sum(exp(row[:m] - top))) for log-softmax, three ways. In a confident row the sum is 1
+# (the maximum's exp) plus a small rest; its rounding at the scale of 1 becomes log(total)'s
+# relative error, and the output at the maximum is -log(total). The kernel picks one per call
+# (each inlined where it is called):
+# - row_log_total_counted, float64: the entries equal to the maximum are counted apart from
+#   the sum of the others' exps (e - tie * e is exactly e or 0), then log_of_counted_total.
+#   It keeps float64's accuracy at 12-24% of the kernel's time; summed with the 1, the test's
+#   float64 bound of 1e-14 failed at 100 columns (2.8e-14; torch 6.7e-15; docs/accuracy.md).
+# - row_log_total_wide, float32 at short_rows' widths: the exps summed in float64. There up to
+#   63 exps had been added one by one at the scale of 1, making the error up to 2x torch's
+#   (100 columns).
+# - row_log_total, other float32 rows: a float32 sum, no worse than torch's (10-1024 columns).
+@_jit_poly
+def row_log_total(row, top, m):
+    total = row.dtype.type(0)
+    for j in range(m):
+        total += vexp_nonpositive(row[j] - top)
+    return np.log(total)
+
+
+@_jit_poly
+def row_log_total_wide(row, top, m):
+    total = 0.0
+    for j in range(m):
+        total += np.float64(vexp_nonpositive(row[j] - top))
+    return row.dtype.type(np.log(total))
+
+
+@_jit_poly
+def row_log_total_counted(row, top, m):
+    rest = row.dtype.type(0)
+    ties = row.dtype.type(0)
+    for j in range(m):
+        shifted = row[j] - top
+        e = vexp_nonpositive(shifted)
+        tie = row.dtype.type(shifted == row.dtype.type(0))
+        rest += e - tie * e
+        ties += tie
+    return row.dtype.type(log_of_counted_total(ties, rest))
+
+
+@_jit_exact
+def log_of_counted_total(ties, rest):
+    """log(ties + rest) as log1p((ties - 1) + rest), in float64: ties (the entries equal to the
+    row maximum, a whole number >= 1) is exact, so for a confident row (ties = 1, rest small)
+    this is log1p(rest), to an ulp. log(1 + rest) would carry the sum's rounding at the scale
+    of 1 into a result of rest's size (float64 log-softmax at 100 columns: 2.8e-14 relative).
+    A helper without "reassoc", which would regroup the sum as (ties + rest) - 1."""
+    return np.log1p((np.float64(ties) - 1.0) + np.float64(rest))
 
 
 @_jit_exact

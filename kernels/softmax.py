@@ -10,7 +10,26 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
-from ._vmath import minus_both, row_max, vexp_nonpositive
+from ._vmath import (SHORT_ROW_MASK, inlined, minus_both, row_log_total,
+                     row_log_total_counted, row_log_total_wide, row_max_of, short_rows,
+                     vexp_nonpositive)
+
+# The row functions are inlined into each call: a kernel calls them with c & SHORT_ROW_MASK for
+# short float32 rows and with c otherwise, and each call gets loops of its own (_vmath.py).
+
+
+@inlined
+def _softmax_row(row, out, m):
+    """out[:m] = softmax of row[:m]."""
+    top = row_max_of(row, m)
+    total = row.dtype.type(0)
+    for j in range(m):
+        e = vexp_nonpositive(row[j] - top)
+        out[j] = e
+        total += e
+    factor = row.dtype.type(1) / total
+    for j in range(m):
+        out[j] *= factor
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
@@ -18,16 +37,12 @@ def softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = exp(input - max) / sum(exp(input - max)) per row,
     with one exp per element (written, then rescaled)."""
     n, c = input.shape
+    short = short_rows(input)
     for i in prange(n):
-        top = row_max(input, i)
-        total = input.dtype.type(0)
-        for j in range(c):
-            e = vexp_nonpositive(input[i, j] - top)
-            output[i, j] = e
-            total += e
-        factor = input.dtype.type(1) / total
-        for j in range(c):
-            output[i, j] *= factor
+        if short:
+            _softmax_row(input[i], output[i], c & SHORT_ROW_MASK)
+        else:
+            _softmax_row(input[i], output[i], c)
 
 
 @softmax_update_output.numpy_twin
@@ -58,18 +73,30 @@ def softmax_update_grad_input_numpy(output, grad_output, grad_input):
     grad_input *= output
 
 
+@inlined
+def _write_log_softmax(row, out, top, log_total, m):
+    for j in range(m):
+        out[j] = minus_both(row[j], top, log_total)
+
+
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def log_softmax_update_output(input, output):
-    """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row."""
+    """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row
+    (the three sums: _vmath.py, row_log_total)."""
     n, c = input.shape
+    counted, short = input.itemsize == 8, short_rows(input)
     for i in prange(n):
-        top = row_max(input, i)
-        total = input.dtype.type(0)
-        for j in range(c):
-            total += vexp_nonpositive(input[i, j] - top)
-        log_total = np.log(total)
-        for j in range(c):
-            output[i, j] = minus_both(input[i, j], top, log_total)
+        row, out = input[i], output[i]
+        if counted:
+            top = row_max_of(row, c)
+            _write_log_softmax(row, out, top, row_log_total_counted(row, top, c), c)
+        elif short:
+            m = c & SHORT_ROW_MASK
+            top = row_max_of(row, m)
+            _write_log_softmax(row, out, top, row_log_total_wide(row, top, m), m)
+        else:
+            top = row_max_of(row, c)
+            _write_log_softmax(row, out, top, row_log_total(row, top, c), c)
 
 
 @log_softmax_update_output.numpy_twin

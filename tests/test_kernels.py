@@ -274,6 +274,23 @@ def test_numba_kernel_matches_numpy_twin(name, dtype, shape):
         _check_against_twin(variant, kernel.numpy, args, dtype)
 
 
+# The row kernels whose float32 rows of 32-63 columns past a multiple of 64, under 128, take
+# loops of their own (kernels/_vmath.py, short_rows), and widths around them.
+SHORT_ROW_KERNELS = ["softmax_update_output", "log_softmax_update_output",
+                     "cross_entropy_labels_update_output", "cross_entropy_update_output"]
+
+
+@pytest.mark.parametrize("shape", [(5, 100), (3, 127), (64, 37), (301, 97), (7, 96), (9, 64),
+                                   (4, 128), (2, 31)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", SHORT_ROW_KERNELS)
+def test_row_kernels_at_short_row_widths(name, dtype, shape):
+    kernel = K.ALL_KERNELS[name]
+    args = ARGS[name](np.random.default_rng(5), *shape, dtype)
+    for variant in (kernel.numba, kernel.serial, kernel.parallel):
+        _check_against_twin(variant, kernel.numpy, args, dtype)
+
+
 ELEMENTWISE = [name for name in ARGS if name.startswith(("relu", "leaky_relu", "elu", "softplus"))]
 
 
