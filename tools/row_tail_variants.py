@@ -7,7 +7,8 @@ keeps their figures reproducible.
     python tools/row_tail_variants.py --llvm-option=-force-vector-interleave=1
 
 Variants: "bounded", every row loop runs over range(c & 127) inside a branch on c < 128, so
-LLVM knows the loop runs at most 127 times and takes fewer vectors per step; "separate", the
+LLVM knows the loop runs at most 127 times and takes fewer vectors per step (nnjit's kernels
+now do this at the widths where it wins, kernels/_vmath.py short_rows); "separate", the
 exps written first and summed in a loop of their own (LLVM vectorizes the end of a loop without
 a sum). --llvm-option sets an LLVM option for the whole process before anything compiles
 (e.g. one vector per step everywhere); compare its "current" column with a run without it.
@@ -46,36 +47,18 @@ def main(argv=None):
 
     from nnjit.kernels import softmax
     from nnjit.kernels._config import FASTMATH
-    from nnjit.kernels._vmath import _max_ignoring_nan_operands, row_max, vexp_nonpositive
+    from nnjit.kernels._vmath import row_max, vexp_nonpositive
 
     options = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
-
-    @numba.njit(inline="always", **options)
-    def scaled_exps(row, out, top, m):
-        total = row.dtype.type(0)
-        for j in range(m):
-            e = vexp_nonpositive(row[j] - top)
-            out[j] = e
-            total += e
-        factor = row.dtype.type(1) / total
-        for j in range(m):
-            out[j] *= factor
-
-    @numba.njit(inline="always", **options)
-    def largest(row, m):
-        top = row.dtype.type(-np.inf)
-        for j in range(m):
-            top = _max_ignoring_nan_operands(top, row[j])
-        return top
 
     @numba.njit(**options)
     def bounded(input, output):
         n, c = input.shape
         for i in range(n):
             if c < 128:
-                scaled_exps(input[i], output[i], largest(input[i], c & 127), c & 127)
+                softmax._softmax_row(input[i], output[i], c & 127)
             else:
-                scaled_exps(input[i], output[i], largest(input[i], c), c)
+                softmax._softmax_row(input[i], output[i], c)
 
     @numba.njit(**options)
     def separate(input, output):
