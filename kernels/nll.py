@@ -462,8 +462,8 @@ def _scaled_softmax_numpy(x, row_top, row_total, scale, out):
 def _labelled_gradient(x, top, total, inv_n):
     """(p - 1) / n at a row's label, p = exp(x - top) / total, in float64: the caller rounds
     it once, as it stores it. Where the row is confident, p - 1 cancels; taken as p / n - 1 / n
-    in x's dtype, p's two extra roundings (the factor, the product) made the error up to 1.12x
-    torch's at 100 columns (float32)."""
+    in x's dtype, p's two extra roundings (the factor, the product) left up to 1.1e-4 relative
+    error on confident float32 rows, against 2.8e-7 this way (docs/accuracy.md)."""
     p = np.float64(vexp_nonpositive(x - top)) / total
     return (p - 1.0) * np.float64(inv_n)
 

@@ -1,7 +1,7 @@
 """Softmax forward's serial kernel against row-loop variants tried for rows of 17-127 columns,
 where LLVM's vector loop (16 float32 lanes, 4 vectors per step) leaves most of a row to scalar
-code. The variants were dropped (docs/performance.md, "Rows of 17 to 127 columns"); this tool
-keeps their figures reproducible.
+code. One variant was kept where it wins, the others dropped (docs/performance.md, "Rows of 17
+to 127 columns"); this tool keeps their figures reproducible.
 
     python tools/row_tail_variants.py [--dtype float32] [--shapes 64x10 256x100 256x1000]
     python tools/row_tail_variants.py --llvm-option=-force-vector-interleave=1
