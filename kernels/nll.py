@@ -361,17 +361,18 @@ def _row_top_total_counted(x, i):
     """_row_top_total for wide float32 rows (see _counts_ties). A confident row's loss is
     log(total), total = 1 + rest with rest small; a float32 sum with the maximum's 1 in it
     keeps only rest's bits above 1's ulp (torch: up to 7e-4 relative error). So the entries
-    equal to the maximum are counted apart from a float32 sum of the rest (e - tie * e is
-    exactly e or 0) and the two joined in float64: within 3 ulp (docs/accuracy.md), 10% faster
-    than converting every exp to float64; a select in place of the product was not vectorized."""
+    equal to the maximum are counted apart from a float32 sum of the other exps, and the two
+    joined in float64: within 3 ulp (docs/accuracy.md), faster than converting every exp to
+    float64. Two selects, the count in float32 (an integer count ran at 0.64x), run at
+    1.13-1.16x the speed of the first form, rest += e - tie * e."""
     top = row_max(x, i)
-    rest, ties = x.dtype.type(0), x.dtype.type(0)
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    rest, ties = zero, zero
     for j in range(x.shape[1]):
         d = x[i, j] - top
         e = vexp_nonpositive(d)
-        tie = x.dtype.type(d == x.dtype.type(0))
-        rest += e - tie * e
-        ties += tie
+        rest += e if d != zero else zero
+        ties += one if d == zero else zero
     return top, np.float64(ties) + np.float64(rest)
 
 

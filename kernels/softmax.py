@@ -10,9 +10,8 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
-from ._vmath import (SHORT_ROW_MASK, inlined, minus_both, row_log_total,
-                     row_log_total_counted, row_log_total_wide, row_max_of, short_rows,
-                     vexp_nonpositive)
+from ._vmath import (SHORT_ROW_MASK, inlined, minus_both, row_log_total, row_max_of,
+                     short_rows, vexp_nonpositive)
 
 # The row functions are inlined into each call: a kernel calls them with c & SHORT_ROW_MASK for
 # short float32 rows and with c otherwise, and each call gets loops of its own (_vmath.py).
@@ -82,18 +81,15 @@ def _write_log_softmax(row, out, top, log_total, m):
 @kernel(parallel_min=PARALLEL_MIN_EXP)
 def log_softmax_update_output(input, output):
     """input (n, c); output [OUT] (n, c) = input - max - log(sum(exp(input - max))) per row
-    (the three sums: _vmath.py, row_log_total)."""
+    (the sum: _vmath.py, row_log_total)."""
     n, c = input.shape
-    counted, short = input.itemsize == 8, short_rows(input)
+    short = short_rows(input)
     for i in prange(n):
         row, out = input[i], output[i]
-        if counted:
-            top = row_max_of(row, c)
-            _write_log_softmax(row, out, top, row_log_total_counted(row, top, c), c)
-        elif short:
+        if short:
             m = c & SHORT_ROW_MASK
             top = row_max_of(row, m)
-            _write_log_softmax(row, out, top, row_log_total_wide(row, top, m), m)
+            _write_log_softmax(row, out, top, row_log_total(row, top, m), m)
         else:
             top = row_max_of(row, c)
             _write_log_softmax(row, out, top, row_log_total(row, top, c), c)
