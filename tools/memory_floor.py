@@ -10,9 +10,12 @@ row) for NLL with labels. An op's floor on a library is the largest of its passe
 Interleaved over five rounds in one process; medians of the per-round medians, in us.
 Columns: nnjit (module call), floor (its Numba passes), op/floor; the same three for torch
 (ATen op, no autograd; "-" where torch has no single op for the pass); torch/nnjit; then
-"needs": torch / 1.25, the time nnjit would need for the goal, and needs/floor, that time over
-the lower of the two libraries' floors. Under 1 the goal is below the floor: no code doing the
-op's passes on 2 threads reaches it (the exp at this accuracy, about 1 ulp, as torch's).
+"needs": torch / 1.25, the time nnjit would need for the goal; needs/floor, that time over
+the lower of the two libraries' floors: under 1 the goal is below the floor, and no code doing
+the op's passes on 2 threads reaches it (the exp at this accuracy, about 1 ulp, as torch's);
+and needs/numba, that time over Numba's floor: under 1, no code doing them with Numba's
+threading layer (TBB) reaches it. The two floors differ where torch's OpenMP workers, which
+spin between ops, join a short pass that TBB's worker, asleep between launches, joins late.
 """
 import argparse
 import os
@@ -139,7 +142,7 @@ def main(argv=None):
           f"dtype {args.dtype}; us, medians over {args.rounds} interleaved rounds")
     print(f"{'op':20s} {'shape':>10s} {'nnjit':>8s} {'floor':>8s} {'op/floor':>8s} "
           f"{'torch':>8s} {'floor':>8s} {'op/floor':>8s} {'torch/nnjit':>11s} "
-          f"{'needs':>8s} {'needs/floor':>11s}")
+          f"{'needs':>8s} {'needs/floor':>11s} {'needs/numba':>11s}")
     for n, c in args.shapes:
         calls = max(20, min(300, 30_000_000 // (n * c)))
         for name, ours_call, theirs_call, passes in _cases(torch, np.dtype(args.dtype), n, c):
@@ -159,7 +162,7 @@ def main(argv=None):
                              f"{their_floor:8.1f} {theirs / their_floor:8.2f}")
             print(f"{name:20s} {f'{n}x{c}':>10s} {ours:8.1f} {our_floor:8.1f} "
                   f"{ours / our_floor:8.2f} {theirs:8.1f} {torch_columns} {theirs / ours:11.2f} "
-                  f"{needs:8.1f} {needs / lowest_floor:11.2f}", flush=True)
+                  f"{needs:8.1f} {needs / lowest_floor:11.2f} {needs / our_floor:11.2f}", flush=True)
 
 
 if __name__ == "__main__":
