@@ -3,8 +3,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, SHAPES, Benchmark, random_batch, random_labels,
-                     select_backend)
+from .common import (BACKENDS, DTYPES, SHAPES, Benchmark, built_once, random_batch,
+                     random_labels, select_backend)
 
 CRITERIONS = ["ClassNLLCriterion", "ClassNLLCriterion(log_input=True)", "CrossEntropyCriterion",
               "MSECriterion"]
@@ -48,6 +48,7 @@ class Criterions(Benchmark):
     params = [CRITERIONS, SHAPES, DTYPES, BACKENDS]
     param_names = ["criterion", "shape", "dtype", "backend"]
 
+    @built_once
     def setup(self, criterion, shape, dtype, backend):
         torch = select_backend(backend)
         x, target = _inputs(criterion, shape, dtype)

@@ -6,8 +6,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, LARGE_SHAPE, SHAPES, Benchmark, random_batch,
-                     select_backend, torch_dtype)
+from .common import (BACKENDS, DTYPES, LARGE_SHAPE, SHAPES, Benchmark, built_once,
+                     random_batch, select_backend, torch_dtype)
 
 NNJIT_LAYERS = {
     "Linear": lambda features, dtype: nnjit.Linear(features, features, dtype=dtype),
@@ -84,6 +84,7 @@ class Layers(_LayerPass):
     params = [list(NNJIT_LAYERS), SHAPES, DTYPES, BACKENDS]
     param_names = ["layer", "shape", "dtype", "backend"]
 
+    @built_once
     def setup(self, layer, shape, dtype, backend):
         self._build(layer, shape, dtype, backend)
 
@@ -100,6 +101,7 @@ class LayersPeakMemory(_LayerPass):
     params = [list(NNJIT_LAYERS), DTYPES, BACKENDS]
     param_names = ["layer", "dtype", "backend"]
 
+    @built_once
     def setup(self, layer, dtype, backend):
         self._build(layer, LARGE_SHAPE, dtype, backend)
 
@@ -125,6 +127,7 @@ class ImageLayers(_LayerPass):
     params = [list(IMAGE_LAYERS), DTYPES, BACKENDS]
     param_names = ["layer", "dtype", "backend"]
 
+    @built_once
     def setup(self, layer, dtype, backend):
         shape, make_nnjit, make_torch = IMAGE_LAYERS[layer]
         self._build_pass(lambda: make_nnjit(dtype), lambda torch: make_torch(torch.nn),

@@ -3,7 +3,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, Benchmark, nnjit_mlp, select_backend, torch_mlp)
+from .common import (BACKENDS, DTYPES, Benchmark, built_once, nnjit_mlp, select_backend,
+                     torch_mlp)
 
 CONFIGS = {
     "sgd_momentum": {"learning_rate": 1e-3, "momentum": 0.9},
@@ -15,6 +16,7 @@ class OptimizerStep(Benchmark):
     params = [list(CONFIGS), DTYPES, BACKENDS]
     param_names = ["optimizer", "dtype", "backend"]
 
+    @built_once
     def setup(self, optimizer, dtype, backend):
         torch = select_backend(backend)
         rng = np.random.default_rng(0)

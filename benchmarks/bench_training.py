@@ -4,8 +4,8 @@ import numpy as np
 
 import nnjit
 
-from .common import (BACKENDS, DTYPES, MLP_SIZES, Benchmark, nnjit_mlp, random_batch,
-                     random_labels, select_backend, torch_mlp)
+from .common import (BACKENDS, DTYPES, MLP_SIZES, Benchmark, built_once, nnjit_mlp,
+                     random_batch, random_labels, select_backend, torch_mlp)
 
 BATCH = 128
 ADAM = {"learning_rate": 1e-3, "beta1": 0.9, "beta2": 0.999, "epsilon": 1e-8}
@@ -15,6 +15,7 @@ class MLPTrainingStep(Benchmark):
     params = [DTYPES, BACKENDS]
     param_names = ["dtype", "backend"]
 
+    @built_once
     def setup(self, dtype, backend):
         torch = select_backend(backend)
         x = random_batch((BATCH, MLP_SIZES[0]), dtype, scale=1.0)

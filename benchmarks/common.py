@@ -4,6 +4,8 @@ Every benchmark runs on three backends: nnjit's "numba" and "numpy" paths, and "
 same work in PyTorch) where torch is installed. A setup that raises NotImplementedError makes
 asv skip that combination, so a machine without torch skips the torch rows instead of failing.
 """
+import functools
+
 import numba
 import numpy as np
 
@@ -19,6 +21,34 @@ LARGE_SHAPE = SHAPES[-1]
 DTYPES = ["float32", "float64"]
 BACKENDS = ["numba", "numpy", "torch"]
 MLP_SIZES = [784, 256, 256, 10]
+
+
+# setups already run in this process: (class, parameters) -> the attributes they set
+_BUILT = {}
+
+
+def built_once(setup):
+    """A timing benchmark's setup that builds once per parameter combination and process.
+
+    asv_runner 0.3 re-runs setup before every timed call (asv#966, for benchmarks whose calls
+    change what setup made). Ours build fresh arrays and modules there, so each call was timed
+    right after megabytes of new data had passed through the caches, a cold call:
+    ClassNLLCriterion(log_input=True) forward at 256x1000 measured 13.4 us against 1.8 called
+    back to back, and the criterions' torch rows likewise. Modules here keep their state from
+    call to call as a training loop's do, so a repeated setup only reselects the backend."""
+    @functools.wraps(setup)
+    def once(self, *params):
+        key = (type(self), params)
+        built = _BUILT.get(key)
+        if built is None:
+            setup(self, *params)
+            _BUILT[key] = dict(self.__dict__)
+            return
+        self.__dict__.update(built)
+        names = getattr(self, "param_names", [])
+        if "backend" in names:
+            select_backend(params[names.index("backend")])
+    return once
 
 
 class Benchmark:
