@@ -24,8 +24,8 @@ from numba import prange
 from ._config import (GATHER_MIN_BYTES, PARALLEL_MIN_EXP, PARALLEL_MIN_GATHER,
                       PARALLEL_MIN_STREAMING)
 from ._jit import Kernel, jit, kernel, n_row_chunks, row_chunk
-from ._vmath import (SHORT_ROW_MASK, inlined, nll_term, row_max, row_max_of, short_rows,
-                     vexp_nonpositive)
+from ._vmath import (SHORT_ROW_MASK, inlined, log_of_counted_total, nll_term, row_max,
+                     row_max_of, short_rows, vexp_nonpositive)
 
 
 def _mean(row_loss):
@@ -358,13 +358,14 @@ def _row_top_total(row, m):
 
 @jit
 def _row_top_total_counted(x, i):
-    """_row_top_total for wide float32 rows (see _counts_ties). A confident row's loss is
-    log(total), total = 1 + rest with rest small; a float32 sum with the maximum's 1 in it
-    keeps only rest's bits above 1's ulp (torch: up to 7e-4 relative error). So the entries
-    equal to the maximum are counted apart from a float32 sum of the other exps, and the two
-    joined in float64: within 3 ulp (docs/accuracy.md), faster than converting every exp to
-    float64. Two selects, the count in float32 (an integer count ran at 0.64x), run at
-    1.13-1.16x the speed of the first form, rest += e - tie * e."""
+    """(max, sum of exps, log of that sum) for the rows _counts_ties picks. A confident row's
+    loss is log(total), total = 1 + rest with rest small; summed with the maximum's 1 in it,
+    rest keeps only its bits above 1's ulp (float32, torch: up to 7e-4 relative error; float64:
+    up to 8.6x torch's at 10 columns). So the entries equal to the maximum are counted apart
+    from the sum of the other exps, and the log taken as log1p((count - 1) + rest)
+    (_vmath.log_of_counted_total). Two selects, the count in the row's dtype (an integer
+    count ran at 0.64x in float32), run at 1.13-1.16x the speed of the first form,
+    rest += e - tie * e."""
     top = row_max(x, i)
     zero, one = x.dtype.type(0), x.dtype.type(1)
     rest, ties = zero, zero
@@ -373,15 +374,16 @@ def _row_top_total_counted(x, i):
         e = vexp_nonpositive(d)
         rest += e if d != zero else zero
         ties += one if d == zero else zero
-    return top, np.float64(ties) + np.float64(rest)
+    return top, np.float64(ties) + np.float64(rest), log_of_counted_total(ties, rest)
 
 
 @jit
 def _counts_ties(x):
-    """Whether the kernels take _row_top_total_counted: float32 rows of 128 columns or more.
-    Shorter rows are mostly LLVM's scalar remainder, where counting costs more than
-    converting (a row of 10: 1.35 against 1.13 us per 64 rows; of 100: 5.39 against 4.99)."""
-    return x.itemsize == 4 and x.shape[1] >= 128
+    """Whether the kernels take _row_top_total_counted: float64 rows, and float32 rows of 128
+    columns or more. Shorter float32 rows are mostly LLVM's scalar remainder, where counting
+    cost more than a float64 sum, accurate enough for a float32 loss (a row of 10: 1.35
+    against 1.13 us per 64 rows; of 100: 5.39 against 4.99)."""
+    return x.itemsize == 8 or x.shape[1] >= 128
 
 
 def _top_total_numpy(x, row_top, row_total):
@@ -401,15 +403,17 @@ def cross_entropy_labels_update_output(input, labels, row_loss, row_top, row_tot
     counted, short = _counts_ties(input), short_rows(input)
     for i in prange(n):
         if counted:
-            top, total = _row_top_total_counted(input, i)
+            top, total, log_total = _row_top_total_counted(input, i)
         elif short:
             top, total = _row_top_total(input[i], c & SHORT_ROW_MASK)
+            log_total = np.log(total)
         else:
             top, total = _row_top_total(input[i], c)
+            log_total = np.log(total)
         row_top[i], row_total[i] = top, total
         label = labels[i]
         if _label_in_range(label, c):
-            row_loss[i] = nll_term(np.float64(input[i, label]), np.float64(top), np.log(total))
+            row_loss[i] = nll_term(np.float64(input[i, label]), np.float64(top), log_total)
         else:
             row_loss[i] = np.nan
     return _mean_jit(row_loss)
@@ -518,13 +522,15 @@ def cross_entropy_update_output(input, target, row_loss, row_top, row_total, tar
     counted, short = _counts_ties(input), short_rows(input)
     for i in prange(n):
         if counted:
-            top, total = _row_top_total_counted(input, i)
+            top, total, log_total = _row_top_total_counted(input, i)
         elif short:
             top, total = _row_top_total(input[i], c & SHORT_ROW_MASK)
+            log_total = np.log(total)
         else:
             top, total = _row_top_total(input[i], c)
+            log_total = np.log(total)
         row_top[i], row_total[i] = top, total
-        top64, log_total, loss = np.float64(top), np.log(total), 0.0
+        top64, loss = np.float64(top), 0.0
         mass, negatives = input.dtype.type(0), 0
         for j in range(c):
             t = target[i, j]
