@@ -24,8 +24,8 @@ from numba import prange
 from ._config import (GATHER_MIN_BYTES, PARALLEL_MIN_EXP, PARALLEL_MIN_GATHER,
                       PARALLEL_MIN_STREAMING)
 from ._jit import Kernel, jit, kernel, n_row_chunks, row_chunk
-from ._vmath import (SHORT_ROW_MASK, inlined, log_of_counted_total, nll_term, row_max,
-                     row_max_of, short_rows, vexp_nonpositive)
+from ._vmath import (SHORT_ROW_MASK, counted_exp_sum, inlined, log_of_counted_total,
+                     nll_term, row_max, row_max_of, short_rows, vexp_nonpositive)
 
 
 def _mean(row_loss):
@@ -346,34 +346,25 @@ def nll_log_update_grad_input_numpy(input, target, grad_input, target_mass):
 # (top - x) + log(total), see nll_term.
 @inlined
 def _row_top_total(row, m):
-    """(max of row[:m], sum(exp(row[:m] - max))), the sum in float64, so a float32 loss is
-    rounded once, at the end. Inlined into the kernels, which call it with m = c, and with
-    m = c & SHORT_ROW_MASK for short float32 rows (see _vmath.py)."""
+    """(max of row[:m], sum(exp(row[:m] - max)), log of that sum), the sum in float64, so a
+    float32 loss is rounded once, at the end. Inlined into the kernels, which call it with
+    m = c, and with m = c & SHORT_ROW_MASK for short float32 rows (see _vmath.py)."""
     top = row_max_of(row, m)
     total = 0.0
     for j in range(m):
         total += np.float64(vexp_nonpositive(row[j] - top))
-    return top, total
+    return top, total, np.log(total)
 
 
 @jit
 def _row_top_total_counted(x, i):
-    """(max, sum of exps, log of that sum) for the rows _counts_ties picks. A confident row's
-    loss is log(total), total = 1 + rest with rest small; summed with the maximum's 1 in it,
-    rest keeps only its bits above 1's ulp (float32, torch: up to 7e-4 relative error; float64:
-    up to 8.6x torch's at 10 columns). So the entries equal to the maximum are counted apart
-    from the sum of the other exps, and the log taken as log1p((count - 1) + rest)
-    (_vmath.log_of_counted_total). Two selects, the count in the row's dtype (an integer
-    count ran at 0.64x in float32), run at 1.13-1.16x the speed of the first form,
-    rest += e - tie * e."""
+    """_row_top_total for the rows _counts_ties picks. A confident row's loss is log(total),
+    total = 1 + rest with rest small; summed with the maximum's 1 in it, rest keeps only its
+    bits above 1's ulp (float32, torch: up to 7e-4 relative error; float64: up to 8.6x torch's
+    at 10 columns). So the entries equal to the maximum are counted apart from the sum of the
+    other exps (_vmath.counted_exp_sum), and the log taken as log1p((count - 1) + rest)."""
     top = row_max(x, i)
-    zero, one = x.dtype.type(0), x.dtype.type(1)
-    rest, ties = zero, zero
-    for j in range(x.shape[1]):
-        d = x[i, j] - top
-        e = vexp_nonpositive(d)
-        rest += e if d != zero else zero
-        ties += one if d == zero else zero
+    ties, rest = counted_exp_sum(x[i], top, x.shape[1])
     return top, np.float64(ties) + np.float64(rest), log_of_counted_total(ties, rest)
 
 
@@ -405,11 +396,9 @@ def cross_entropy_labels_update_output(input, labels, row_loss, row_top, row_tot
         if counted:
             top, total, log_total = _row_top_total_counted(input, i)
         elif short:
-            top, total = _row_top_total(input[i], c & SHORT_ROW_MASK)
-            log_total = np.log(total)
+            top, total, log_total = _row_top_total(input[i], c & SHORT_ROW_MASK)
         else:
-            top, total = _row_top_total(input[i], c)
-            log_total = np.log(total)
+            top, total, log_total = _row_top_total(input[i], c)
         row_top[i], row_total[i] = top, total
         label = labels[i]
         if _label_in_range(label, c):
@@ -524,11 +513,9 @@ def cross_entropy_update_output(input, target, row_loss, row_top, row_total, tar
         if counted:
             top, total, log_total = _row_top_total_counted(input, i)
         elif short:
-            top, total = _row_top_total(input[i], c & SHORT_ROW_MASK)
-            log_total = np.log(total)
+            top, total, log_total = _row_top_total(input[i], c & SHORT_ROW_MASK)
         else:
-            top, total = _row_top_total(input[i], c)
-            log_total = np.log(total)
+            top, total, log_total = _row_top_total(input[i], c)
         row_top[i], row_total[i] = top, total
         top64, loss = np.float64(top), 0.0
         mass, negatives = input.dtype.type(0), 0
