@@ -1,9 +1,12 @@
 """Linear: BLAS does the matrix products (a hand-written matmul would be slower); kernels do
-the parts BLAS has no call for, the bias add and the bias gradient."""
+the parts BLAS has no call for, the bias add and the bias gradient. The weight gradient is
+added in place by one GEMM call where NumPy's OpenBLAS can be called directly (_blas.py)."""
 import numpy as np
 from numba import prange
 
+from . import _blas
 from ._config import PARALLEL_MIN_REDUCTION, PARALLEL_MIN_STREAMING
+from ._dispatch import get_backend
 from ._jit import add_partials, add_rows, composite, kernel, n_row_chunks, row_chunk, zeroed
 
 
@@ -51,12 +54,21 @@ def linear_update_output_numpy(input, output, weight, bias):
     output += bias
 
 
+def linear_adds_in_place(input, grad_output, grad_weight):
+    """Whether linear_acc_grad_parameters, on the backend in force, adds the weight gradient's
+    product in place with one GEMM call (and leaves weight_buffer alone)."""
+    return get_backend() == "numba" and _blas.can_add_product(grad_weight, grad_output, input,
+                                                              transpose_a=True)
+
+
 @composite
 def linear_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, weight_buffer):
     """input (n, i); grad_output (n, o); grad_weight [OUT] (o, i) += grad_output.T @ input;
-    grad_bias [OUT] (o,) += column sums of grad_output; weight_buffer [BUFFER] (o, i)."""
-    np.matmul(grad_output.T, input, out=weight_buffer)
-    grad_weight += weight_buffer
+    grad_bias [OUT] (o,) += column sums of grad_output; weight_buffer [BUFFER] (o, i), for the
+    product when BLAS cannot add it in place (see linear_adds_in_place)."""
+    if not _blas.add_product(grad_weight, grad_output, input, transpose_a=True):
+        np.matmul(grad_output.T, input, out=weight_buffer)
+        grad_weight += weight_buffer
     bias_acc_grad.numba(grad_output, grad_bias)
 
 

@@ -92,9 +92,11 @@ class Linear(Module):
         np.matmul(g, self.W, out=grad_input)
         return grad_input
 
-    # Set by zeroGradParameters. The next accumulation then checks that gradW is still all zeros
-    # (nothing added to it since) and lets the product write it directly: a read of gradW in
-    # place of writing a buffer and adding it (float64 MLP step, 784-256-256-10: -4%).
+    # Set by zeroGradParameters. Where BLAS cannot add the product to gradW in place (see
+    # kernels/_blas.py: small products, the NumPy backend), the next accumulation then checks
+    # that gradW is still all zeros (nothing added to it since) and lets the product write it
+    # directly: a read of gradW in place of writing a buffer and adding it (float64 MLP step,
+    # 784-256-256-10: -4%).
     _grads_zeroed = False
 
     def zeroGradParameters(self):
@@ -106,7 +108,7 @@ class Linear(Module):
         g = _checks.grad_output_array(gradOutput, (x.shape[0], self.n_out), self.dtype, self._name)
         if self._grads_zeroed:
             self._grads_zeroed = False
-            if _all_bits_zero(self.gradW):
+            if not K.linear_adds_in_place(x, g, self.gradW) and _all_bits_zero(self.gradW):
                 K.linear_first_grad_parameters(x, g, self.gradW, self.gradb)
                 return
         self._weight_buffer = _checks.buffer(self._weight_buffer, self.W.shape, self.dtype)

@@ -7,6 +7,7 @@ import pytest
 
 import nnjit
 import nnjit.kernels as K
+from nnjit.kernels import _blas
 
 
 def test_public_names():
@@ -350,17 +351,26 @@ def test_cross_entropy_kernels_count_rows_whose_statistics_are_stale(dtype, rng)
             assert path(changed, t, top, total, np.empty_like(x), *mass) == 4
 
 
+@pytest.mark.parametrize("sizes", [(6, 7, 5), (128, 784, 256)], ids=["6x7x5", "128x784x256"])
 @pytest.mark.parametrize("backend", nnjit.BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_linear_gradients_after_zeroing_accumulate_exactly(backend, dtype, rng):
+def test_linear_gradients_after_zeroing_accumulate_exactly(backend, dtype, sizes, rng):
     """After zeroGradParameters the first accumulation writes gradW by the product alone, but
     only while gradW is still zero: what a user added in between is kept, and later
-    accumulations and a zeroing by hand add as always."""
-    layer = nnjit.Linear(7, 5, dtype=dtype)
-    x, g = rng.standard_normal((6, 7)).astype(dtype), rng.standard_normal((6, 5)).astype(dtype)
+    accumulations and a zeroing by hand add as always. At 128x784x256 the Numba path adds the
+    product in place with one GEMM call (kernels/_blas.py), where NumPy's OpenBLAS is found."""
+    batch, n_in, n_out = sizes
+    layer = nnjit.Linear(n_in, n_out, dtype=dtype)
+    x = rng.standard_normal((batch, n_in)).astype(dtype)
+    g = rng.standard_normal((batch, n_out)).astype(dtype)
     product, bias_sums = (g.T.astype(np.float64) @ x), g.sum(axis=0, dtype=np.float64)
-    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    scale = np.sqrt(batch)  # of the product's entries; float32 sums of 128 terms round at ~1e-5
+    tol = dict(rtol=1e-5, atol=1e-5 * scale) if dtype == np.float32 else \
+        dict(rtol=1e-12, atol=1e-12 * scale)
+    in_place = backend == "numba" and batch * n_in * n_out >= _blas.MIN_MULTIPLY_ADDS \
+        and bool(_blas.gemm_functions())
     with nnjit.backend(backend):
+        assert K.linear_adds_in_place(x, g, layer.gradW) == in_place
         layer.zeroGradParameters()
         layer.backward(x, g)
         np.testing.assert_allclose(layer.gradW, product, **tol)
