@@ -6,7 +6,8 @@ each call of the step timed inside the step, and beside it the same call repeate
 
 The step runs as the benchmark runs it (zeroGradParameters, forward, the criterion, backward
 without the first input gradient, adam_optimizer), one call at a time so each can be timed;
-the Linear rows also give the time of their matrix products (np.matmul) inside the call.
+the Linear rows also give the time of their matrix products (np.matmul, and the GEMM calls
+that add a weight gradient in place, kernels/_blas.py) inside the call.
 """
 import argparse
 import os
@@ -18,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import nnjit  # noqa: E402
+import nnjit.kernels._blas as blas  # noqa: E402
 import nnjit.kernels.linear as kernels_linear  # noqa: E402
 import nnjit.linear as linear_module  # noqa: E402
 from benchmarks.bench_training import ADAM, BATCH  # noqa: E402
@@ -25,10 +27,18 @@ from benchmarks.common import MLP_SIZES, nnjit_mlp, random_batch, random_labels 
 
 
 class _TimedMatmul:
-    """numpy as the Linear modules see it, with matmul timed into ``seconds``."""
+    """numpy as the Linear modules see it, with matmul timed into ``seconds``; add_product (the
+    in-place GEMM) timed into the same."""
 
     def __init__(self):
         self.seconds = 0.0
+        self._add_product = blas.add_product
+
+    def add_product(self, *args, **kwargs):
+        start = time.perf_counter()
+        result = self._add_product(*args, **kwargs)
+        self.seconds += time.perf_counter() - start
+        return result
 
     def __getattr__(self, name):
         return getattr(np, name)
@@ -52,6 +62,7 @@ def main():
 
     matmul = _TimedMatmul()
     kernels_linear.np = linear_module.np = matmul
+    blas.add_product = matmul.add_product
     x = random_batch((BATCH, MLP_SIZES[0]), args.dtype, scale=1.0)
     labels = random_labels(BATCH, MLP_SIZES[-1])
     model, criterion, state = nnjit_mlp(args.dtype), nnjit.ClassNLLCriterion(log_input=True), {}
