@@ -18,7 +18,7 @@ import numpy as np
 from _timing import shape_argument
 from nnjit.kernels import log_softmax_update_output
 from nnjit.kernels._config import FASTMATH
-from nnjit.kernels._vmath import minus_both, row_log_total, row_max_of, vexp_nonpositive
+from nnjit.kernels._vmath import inlined, minus_both, row_log_total, row_max_of, vexp_nonpositive
 
 _jit = numba.njit(fastmath=FASTMATH, error_model="numpy")
 
@@ -36,15 +36,19 @@ def maxima_and_counted_sums(x, out_rows):
         out_rows[i] = row_log_total(x[i], top, x.shape[1])
 
 
+@inlined
+def plain_log_total(row, top):
+    """log(sum(exp(row - top))) with the exps summed plainly, the 1 of the maximum in the sum."""
+    total = row.dtype.type(0)
+    for j in range(row.shape[0]):
+        total += vexp_nonpositive(row[j] - top)
+    return row.dtype.type(np.log(total))
+
+
 @_jit
 def maxima_and_plain_sums(x, out_rows):
     for i in range(x.shape[0]):
-        row = x[i]
-        top = row_max_of(row, x.shape[1])
-        total = row.dtype.type(0)
-        for j in range(x.shape[1]):
-            total += vexp_nonpositive(row[j] - top)
-        out_rows[i] = np.log(total)
+        out_rows[i] = plain_log_total(x[i], row_max_of(x[i], x.shape[1]))
 
 
 @_jit
@@ -59,10 +63,7 @@ def three_passes_plain_sum(x, out):
     for i in range(x.shape[0]):
         row = x[i]
         top = row_max_of(row, x.shape[1])
-        total = row.dtype.type(0)
-        for j in range(x.shape[1]):
-            total += vexp_nonpositive(row[j] - top)
-        log_total = row.dtype.type(np.log(total))
+        log_total = plain_log_total(row, top)
         for j in range(x.shape[1]):
             out[i, j] = minus_both(row[j], top, log_total)
 
