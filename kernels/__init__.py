@@ -29,7 +29,8 @@ from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, WIDE_MAX_FIELD
 from .dropout import (dropout_update_grad_input, dropout_update_output, drop_threshold,
                       shifted_seed)
 from .linear import (bias_acc_grad, bias_add, linear_acc_grad_parameters,
-                     linear_adds_in_place, linear_first_grad_parameters, linear_update_output)
+                     linear_acc_grad_parameters_in_place, linear_first_grad_parameters,
+                     linear_update_output)
 from .mse import mse_update_grad_input, mse_update_output
 from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
                   cross_entropy_update_grad_input, cross_entropy_update_output,
@@ -44,6 +45,6 @@ from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
 
 __all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold", "shifted_seed",
                                  "BACKENDS", "backend", "get_backend", "set_backend",
-                                 "linear_adds_in_place", "CHUNK_BYTES", "DIRECT_MAX_FIELD",
-                                 "SMALL_MAX_WORK", "WIDE_MAX_FIELD", "chunk_images",
-                                 "wide_padded_size"]
+                                 "linear_acc_grad_parameters_in_place", "CHUNK_BYTES",
+                                 "DIRECT_MAX_FIELD", "SMALL_MAX_WORK", "WIDE_MAX_FIELD",
+                                 "chunk_images", "wide_padded_size"]

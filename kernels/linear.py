@@ -54,21 +54,25 @@ def linear_update_output_numpy(input, output, weight, bias):
     output += bias
 
 
-def linear_adds_in_place(input, grad_output, grad_weight):
-    """Whether linear_acc_grad_parameters, on the backend in force, adds the weight gradient's
-    product in place with one GEMM call (and leaves weight_buffer alone)."""
-    return get_backend() == "numba" and _blas.can_add_product(grad_weight, grad_output, input,
-                                                              transpose_a=True)
+def linear_acc_grad_parameters_in_place(input, grad_output, grad_weight, grad_bias):
+    """linear_acc_grad_parameters without a buffer, on the Numba backend: grad_weight [OUT]
+    += grad_output.T @ input added by one GEMM call (_blas.add_product), grad_bias [OUT] +=
+    column sums. Returns False, changing nothing, where that call cannot be made (small
+    products, arrays it cannot take, no OpenBLAS to call) or on the NumPy backend; the caller
+    then takes linear_acc_grad_parameters or linear_first_grad_parameters."""
+    if get_backend() != "numba" or not _blas.add_product(grad_weight, grad_output, input,
+                                                         transpose_a=True):
+        return False
+    bias_acc_grad.numba(grad_output, grad_bias)
+    return True
 
 
 @composite
 def linear_acc_grad_parameters(input, grad_output, grad_weight, grad_bias, weight_buffer):
     """input (n, i); grad_output (n, o); grad_weight [OUT] (o, i) += grad_output.T @ input;
-    grad_bias [OUT] (o,) += column sums of grad_output; weight_buffer [BUFFER] (o, i), for the
-    product when BLAS cannot add it in place (see linear_adds_in_place)."""
-    if not _blas.add_product(grad_weight, grad_output, input, transpose_a=True):
-        np.matmul(grad_output.T, input, out=weight_buffer)
-        grad_weight += weight_buffer
+    grad_bias [OUT] (o,) += column sums of grad_output; weight_buffer [BUFFER] (o, i)."""
+    np.matmul(grad_output.T, input, out=weight_buffer)
+    grad_weight += weight_buffer
     bias_acc_grad.numba(grad_output, grad_bias)
 
 
