@@ -434,6 +434,22 @@ def counted_exp_sum(row, top, m):
     return ties, rest
 
 
+@_jit_poly
+def counted_exp_sum_storing_shifted(row, out, top, m):
+    """counted_exp_sum(row, top, m), storing each row[j] - top in out[j] on the way:
+    log-softmax's output, less log(sum), written by the pass that reads the row from memory,
+    so the pass that subtracts log(sum) runs on the row in L1."""
+    zero, one = row.dtype.type(0), row.dtype.type(1)
+    rest, ties = zero, zero
+    for j in range(m):
+        shifted = row[j] - top
+        out[j] = shifted
+        e = vexp_nonpositive(shifted)
+        rest += e if shifted != zero else zero
+        ties += one if shifted == zero else zero
+    return ties, rest
+
+
 @_jit_exact
 def log_of_counted_total(ties, rest):
     """log(ties + rest) as log1p((ties - 1) + rest), in float64: ties (the entries equal to the
