@@ -60,7 +60,7 @@ def _cases(dtype, shapes):
             yield f"{name}_bwd {size}", backward
 
         for name, make in [("softmax", nnjit.SoftMax), ("log_softmax", nnjit.LogSoftMax),
-                           ("leaky_relu", nnjit.LeakyReLU),
+                           ("leaky_relu", nnjit.LeakyReLU), ("dropout", nnjit.Dropout),
                            ("batch_norm", lambda: nnjit.BatchNormalization(0.9))]:
             def forward(make=make, x=x):
                 module = make()
@@ -91,6 +91,7 @@ def _torch_cases(torch, dtype, shapes):
         # criterions as a torch user writes them; the probability form has no op of its own
         layers = {"softmax": lambda t: F.softmax(t, 1), "log_softmax": lambda t: F.log_softmax(t, 1),
                   "leaky_relu": lambda t: F.leaky_relu(t, 0.03),
+                  "dropout": lambda t: F.dropout(t, 0.5, training=True),
                   "batch_norm": lambda t: F.batch_norm(t, None, None, training=True, eps=1e-3),
                   "nll_prob_labels": lambda t, labels=labels: F.nll_loss(torch.log(t), labels),
                   "nll_prob_dense": lambda t, target=dense: -(target * torch.log(t)).sum(1).mean(),
