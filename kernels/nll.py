@@ -524,6 +524,7 @@ def cross_entropy_update_output(input, target, row_loss, row_top, row_total, tar
     target_mass [OUT] (n,). Returns the mean of sum(target * (logsumexp(x) - x))."""
     n, c = input.shape
     counted, short = _counts_ties(input), short_rows(input)
+    zero, one = input.dtype.type(0), input.dtype.type(1)
     for i in prange(n):
         if counted:
             top, total, log_total = _row_top_total_counted(input, i)
@@ -533,7 +534,6 @@ def cross_entropy_update_output(input, target, row_loss, row_top, row_total, tar
             top, total, log_total = _row_top_total(input[i], c)
         row_top[i], row_total[i] = top, total
         top64, loss = np.float64(top), 0.0
-        zero, one = input.dtype.type(0), input.dtype.type(1)
         mass, negatives = zero, zero
         for j in range(c):
             t = target[i, j]
@@ -566,8 +566,8 @@ def cross_entropy_update_grad_input(input, target, row_top, row_total, grad_inpu
     inv_n = input.dtype.type(1) / input.dtype.type(n)
     tolerance = _stale_tolerance_jit(c, np.finfo(input.dtype).eps)
     stale = 0
+    zero, one = input.dtype.type(0), input.dtype.type(1)
     for i in prange(n):
-        zero, one = input.dtype.type(0), input.dtype.type(1)
         mass, negatives = zero, zero
         for j in range(c):
             mass += target[i, j]
