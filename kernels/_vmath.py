@@ -394,14 +394,6 @@ def row_max_of(row, m):
     return top
 
 
-@_jit_exact
-def minus_both(x, top, log_total):
-    """(x - top) - log_total, in that order: with the kernels' "reassoc" flag LLVM may rewrite
-    it as x - (top + log_total), which rounds log_total to top's precision (a relative error
-    of 0.3 in float32 log-softmax at logits of 1e4). This helper's instructions lack the flag."""
-    return (x - top) - log_total
-
-
 # log(sum(exp(row[:m] - top))) for log-softmax. In a confident row the sum is 1 (the maximum's
 # exp) plus a small rest; summed with the 1 in it, the rest keeps only its bits above 1's ulp,
 # and that rounding becomes the relative error of the output at the maximum, -log(sum). So the
@@ -413,17 +405,12 @@ def minus_both(x, top, log_total):
 # 2.8e-14 at 100 columns; torch 6.7e-15). Cost, serial, against a plain sum: float64 1-5%;
 # float32 7% at 1000 columns, 16-36% at 10-300 (docs/accuracy.md).
 @_jit_poly
-def row_log_total(row, top, m):
-    ties, rest = counted_exp_sum(row, top, m)
-    return row.dtype.type(log_of_counted_total(ties, rest))
-
-
-@_jit_poly
 def counted_exp_sum(row, top, m):
     """(ties, rest) over row[:m]: how many entries equal top, and the sum of the others'
     exp(x - top), both in the row's dtype (an integer count ran at 0.64x in float32). Two
     selects: 1.13-1.16x the speed of rest += e - tie * e, which LLVM's reassociation let put
-    the 1 back in some lanes (float64: up to 289 ulp). Log-softmax and cross-entropy share it."""
+    the 1 back in some lanes (float64: up to 289 ulp). Cross-entropy takes it, log-softmax
+    the twin below that also stores row[j] - top."""
     zero, one = row.dtype.type(0), row.dtype.type(1)
     rest, ties = zero, zero
     for j in range(m):
@@ -462,8 +449,11 @@ def log_of_counted_total(ties, rest):
 
 @_jit_exact
 def nll_term(x, top, log_total):
-    """-log_softmax = (top - x) + log_total, in that order (see minus_both). Negating
-    minus_both in a kernel is not enough: LLVM folds the negation in with the kernel's flags."""
+    """-log_softmax = (top - x) + log_total, in that order: with the kernels' "reassoc" flag
+    LLVM may rewrite it as (top + log_total) - x, which rounds log_total to top's precision (a
+    relative error of 0.3 in float32 log-softmax at logits of 1e4). This helper's instructions
+    lack the flag; negating a (x - top) - log_total helper in a kernel is not enough, LLVM
+    folds the negation in with the kernel's flags."""
     return (top - x) + log_total
 
 

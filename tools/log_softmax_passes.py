@@ -1,8 +1,7 @@
 """LogSoftMax forward taken apart, serial, on one core: the row maxima alone; the maxima and
-the counted sums of exps (row_log_total, as the kernel took them until 2026-11-30); the same
-with a plain sum; one exp pass
-over the whole array (read, exp, write: the floor tools/memory_floor.py uses); the three
-passes with a plain sum; and the kernel's serial variant. Medians in us.
+the counted sums of exps (as the kernel took them until 2026-11-30); the same with a plain
+sum; one exp pass over the whole array (read, exp, write: the floor tools/memory_floor.py
+uses); the three passes with a plain sum; and the kernel's serial variant. Medians in us.
 
     python tools/log_softmax_passes.py [--shapes 256x1000 4096x1024 256x64]
 
@@ -21,9 +20,22 @@ import numpy as np
 from _timing import shape_argument
 from nnjit.kernels import log_softmax_update_output
 from nnjit.kernels._config import FASTMATH
-from nnjit.kernels._vmath import inlined, minus_both, row_log_total, row_max_of, vexp_nonpositive
+from nnjit.kernels._vmath import (counted_exp_sum, inlined, log_of_counted_total, row_max_of,
+                                  vexp_nonpositive)
 
 _jit = numba.njit(fastmath=FASTMATH, error_model="numpy")
+
+
+@numba.njit(fastmath={"contract"}, error_model="numpy")
+def minus_both(x, top, log_total):
+    """(x - top) - log_total in that order: without "reassoc", as the kernel keeps it."""
+    return (x - top) - log_total
+
+
+@inlined
+def row_log_total(row, top, m):
+    ties, rest = counted_exp_sum(row, top, m)
+    return row.dtype.type(log_of_counted_total(ties, rest))
 
 
 @_jit
