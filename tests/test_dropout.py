@@ -94,3 +94,64 @@ def test_p_outside_the_unit_interval_is_refused(p):
     layer.p = p
     with pytest.raises(ValueError, match="Dropout: p must be in"):
         layer.forward(np.ones((2, 2)))
+
+
+def _numpys_draws(make_generator, count):
+    """count seeds as NumPy's own full-range uint64 draw gives them."""
+    generator = make_generator()
+    return [int(generator.integers(0, 2**64, dtype=np.uint64)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.MT19937, np.random.Philox])
+def test_a_seeded_layer_draws_what_numpys_integers_draws(bit_generator):
+    layer = nnjit.Dropout(0.5)
+    layer._generator = np.random.Generator(bit_generator(11))
+    drawn = [int(layer._next_seed()) for _ in range(5)]
+    assert drawn == _numpys_draws(lambda: np.random.Generator(bit_generator(11)), 5)
+    assert nnjit.Dropout(0.5, seed=11)._next_seed() == _numpys_draws(
+        lambda: np.random.default_rng(11), 1)[0]
+
+
+@pytest.mark.parametrize("other_draw", [None, np.random.standard_normal, np.random.random,
+                                        lambda: np.random.randint(0, 7)])
+def test_the_global_draw_is_numpys_randint_whatever_state_it_is_in(other_draw):
+    state = np.random.get_state()
+    try:
+        np.random.seed(5)
+        if other_draw is not None:
+            other_draw()  # leaves a cached Gaussian, a part-used word: nothing the draw may use
+        before = np.random.get_state()
+        expected = [int(np.random.randint(0, 2**64, dtype=np.uint64)) for _ in range(4)]
+        after = np.random.get_state()
+        np.random.set_state(before)
+        layer = nnjit.Dropout(0.5)
+        assert [int(layer._next_seed()) for _ in range(4)] == expected
+        # and the global generator is left where NumPy's own draws leave it
+        for ours, numpys in zip(np.random.get_state(), after):
+            np.testing.assert_array_equal(ours, numpys)
+    finally:
+        np.random.set_state(state)
+
+
+def test_reassigned_p_and_a_new_dtype_take_effect():
+    x = np.ones((400, 500))
+    layer = nnjit.Dropout(0.5, seed=3)
+    out = layer.forward(x)
+    assert set(np.unique(out)) == {0.0, 2.0}
+    layer.p = 0.2
+    out = layer.forward(x)
+    assert set(np.unique(out)) == {0.0, 1.25}
+    assert abs((out == 0).mean() - 0.2) < 0.01
+    layer.p = 0.3
+    layer.forward(x)  # float64 first, at the same p
+    x32 = np.random.default_rng(0).uniform(1, 2, x.shape).astype(np.float32)
+    out32 = layer.forward(x32)
+    kept = out32 != 0
+    # scaled in float32 arithmetic, by the scale rounded to float32
+    assert out32.dtype == np.float32 and 0.68 < kept.mean() < 0.72
+    np.testing.assert_array_equal(out32[kept], x32[kept] * np.float32(1 / 0.7))
+    layer.p = 1
+    assert not layer.forward(x).any()
+    layer.p = "half"
+    with pytest.raises(TypeError, match="Dropout: p must be a number"):
+        layer.forward(x)
