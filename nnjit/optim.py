@@ -27,25 +27,32 @@ def _config_values(config, keys, who):
     return values
 
 
-def _flatten(items):
+def _flatten(items, flat=None):
+    """The arrays of nested lists (or tuples) of arrays, in order, as one list. Appending into
+    one list: a recursive generator took half of Adam's checks (3.4 of 7.2 us, MLP of 8)."""
+    if flat is None:
+        flat = []
     for item in items:
         if isinstance(item, (list, tuple)):
-            yield from _flatten(item)
+            _flatten(item, flat)
         else:
-            yield item
+            flat.append(item)
+    return flat
 
 
 def _pairs(variables, gradients, who):
-    """(variable, gradient) pairs as flat views: the variable updated in place, the gradient
-    cast to its dtype."""
-    variables, gradients = list(_flatten(variables)), list(_flatten(gradients))
+    """[(index, variable, gradient)] as flat views, all checked before any is updated: the
+    variable updated in place, the gradient cast to its dtype."""
+    variables, gradients = _flatten(variables), _flatten(gradients)
     if len(variables) != len(gradients):
         raise ValueError(f"{who}: {len(variables)} variables but {len(gradients)} gradients")
+    pairs = []
     for index, (var, grad) in enumerate(zip(variables, gradients)):
         if not isinstance(var, np.ndarray) or var.dtype.kind != "f" or var.dtype.itemsize < 4:
             raise TypeError(f"{who}: variable {index} must be a float32 or float64 array, "
                             f"got {getattr(var, 'dtype', type(var).__name__)}")
-        if not (var.flags.c_contiguous and var.flags.writeable):
+        flags = var.flags
+        if not (flags.c_contiguous and flags.writeable):
             raise ValueError(f"{who}: variable {index} must be a writable C-contiguous array "
                              "(it is updated in place)")
         usual = type(grad) is np.ndarray and grad.dtype is var.dtype and grad.flags.c_contiguous
@@ -60,7 +67,8 @@ def _pairs(variables, gradients, who):
             grad = np.ascontiguousarray(grad, dtype=var.dtype)
         # ravel: a view of these C-contiguous arrays (the variable is updated through it), at
         # half reshape(-1)'s cost
-        yield index, var.ravel(), grad.ravel()
+        pairs.append((index, var.ravel(), grad.ravel()))
+    return pairs
 
 
 def _per_dtype(make):
@@ -87,7 +95,7 @@ def sgd_momentum(variables, gradients, config, state):
     """``acc = momentum * acc + learning_rate * grad; var -= acc`` for every variable;
     config: learning_rate, momentum; state['accumulated_grads'][i] holds acc."""
     learning_rate, momentum = _config_values(config, ("learning_rate", "momentum"), "sgd_momentum")
-    pairs = list(_pairs(variables, gradients, "sgd_momentum"))  # check all before updating any
+    pairs = _pairs(variables, gradients, "sgd_momentum")
     accumulated = state.setdefault("accumulated_grads", {})
     scalars = _per_dtype(lambda cast: (cast(learning_rate), cast(momentum)))
     for index, var, grad in pairs:
@@ -103,7 +111,7 @@ def adam_optimizer(variables, gradients, config, state):
         config, ("learning_rate", "beta1", "beta2", "epsilon"), "adam_optimizer")
     if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
         raise ValueError(f"adam_optimizer: beta1 and beta2 must be in [0, 1), got {beta1}, {beta2}")
-    pairs = list(_pairs(variables, gradients, "adam_optimizer"))  # check all before updating any
+    pairs = _pairs(variables, gradients, "adam_optimizer")
     first, second = state.setdefault("m", {}), state.setdefault("v", {})
     state["t"] = state.get("t", 0) + 1
     t = state["t"]
