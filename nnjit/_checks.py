@@ -93,6 +93,15 @@ def probability(value, who, name="p"):
     return p
 
 
+def short_number(value):
+    """value as a repr shows a layer's number (``%g``), or as Python shows it when it is not a
+    number (a reassigned attribute): an error message naming the layer must not fail itself."""
+    try:
+        return format(value, "g")
+    except (TypeError, ValueError):
+        return repr(value)
+
+
 def positive_int(value, who, name):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{who}: {name} must be a positive integer, got {value!r}")

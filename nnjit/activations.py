@@ -74,12 +74,16 @@ class LeakyReLU(_Elementwise):
     def _scalars(self, dtype):
         cached_dtype, cached_slope, cast = self._cast
         if cached_dtype is not dtype or cached_slope != self.slope:  # slope may be reassigned
-            cast = (dtype.type(self.slope),)
+            try:
+                cast = (dtype.type(self.slope),)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{self._name}: slope must be a number, "
+                                f"got {self.slope!r}") from exc
             self._cast = (dtype, self.slope, cast)
         return cast
 
     def __repr__(self):
-        return f"LeakyReLU({self.slope:g})"
+        return f"LeakyReLU({_checks.short_number(self.slope)})"
 
 
 class ELU(_Elementwise):
@@ -96,7 +100,7 @@ class ELU(_Elementwise):
         return (dtype.type(self.alpha),)
 
     def __repr__(self):
-        return f"ELU({self.alpha:g})"
+        return f"ELU({_checks.short_number(self.alpha)})"
 
 
 class SoftPlus(_Elementwise):

@@ -113,4 +113,4 @@ class Dropout(Module):
         return mask
 
     def __repr__(self):
-        return f"Dropout({self.p:g})"
+        return f"Dropout({_checks.short_number(self.p)})"

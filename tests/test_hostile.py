@@ -151,3 +151,18 @@ def test_optimizer_configs(optimizer, config):
         optimizer([w], [np.ones(4, bool)], config, {})
     optimizer([w], [g.astype(np.float64)], config, {})  # cast to the variable's dtype
     assert (w < 1).all() and w.dtype == np.float32
+
+
+@pytest.mark.parametrize("make, attribute, error", [
+    (nnjit.LeakyReLU, "slope", r"LeakyReLU: slope must be a number, got 'steep'"),
+    (nnjit.ELU, "alpha", r"could not convert"),
+    (nnjit.Dropout, "p", r"Dropout: p must be a number in \[0, 1\], got 'steep'")])
+def test_a_layer_number_reassigned_to_a_string_is_named_in_the_error(make, attribute, error):
+    """In a Sequential the error names the child by its repr, which must not fail in turn."""
+    layer = make()
+    setattr(layer, attribute, "steep")
+    assert repr(layer) == f"{type(layer).__name__}('steep')"
+    model = nnjit.Sequential(nnjit.Linear(3, 3), layer)
+    with pytest.raises((TypeError, ValueError),
+                       match=rf"in module 1 \({type(layer).__name__}\('steep'\)\) of Sequential: {error}"):
+        model.forward(np.ones((2, 3), np.float32))
