@@ -27,6 +27,7 @@ from .conv import (CHUNK_BYTES, DIRECT_MAX_FIELD, SMALL_MAX_WORK, WIDE_MAX_FIELD
                    avg_pool2d_update_grad_input, avg_pool2d_update_output,
                    max_pool2d_update_grad_input, max_pool2d_update_output)
 from .dropout import (dropout_update_grad_input, dropout_update_output, drop_threshold,
+                      leaky_relu_dropout_update_grad_input, leaky_relu_dropout_update_output,
                       shifted_seed)
 from .linear import (bias_acc_grad, bias_add, linear_acc_grad_parameters,
                      linear_acc_grad_parameters_in_place, linear_first_grad_parameters,

@@ -9,6 +9,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, kernel
+from .activations import leaky_relu_update_grad_input, leaky_relu_update_output
 
 MASK_BITS = 24
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -94,3 +95,91 @@ def dropout_update_grad_input(grad_output, grad_input, threshold, scale, seed):
 # Not a call of dropout_update_output: that Kernel follows the backend in force, and the
 # NumPy twin must stay NumPy (it once ran the Numba kernel under the numba backend).
 dropout_update_grad_input.numpy_twin(_dropout_numpy)
+
+
+# LeakyReLU then Dropout, the pair an MLP's hidden layers end in, as one pass each way
+# (Sequential runs them so, nnjit/containers.py): each writes what the two modules write, the
+# same values bit for bit (tests/test_fusion.py), with one launch and one read of the input
+# instead of two each. Like the activations' kernels they take C-contiguous arrays of any
+# shape, element k being element k of the flattened array (the mask's index).
+
+@jit
+def _leaky_masked_chunk(values, activated, out, slope, threshold, scale, seed, start, stop):
+    """activated[k] = leaky_relu(values[k]); out[k] = 0 where element k is dropped, else
+    activated[k] * scale; for start <= k < stop (indexed from 0, see _masked_scale_chunk)."""
+    zero = values.dtype.type(0)
+    key = seed + np.uint64(start) * _GOLDEN
+    chunk, chunk_activated, chunk_out = values[start:stop], activated[start:stop], out[start:stop]
+    for j in range(chunk.shape[0]):
+        x = (key ^ (key >> _S30)) * _MIX1
+        x = (x ^ (x >> _S27)) * _MIX2
+        value = chunk[j]
+        leaky = value * slope if value < zero else value
+        chunk_activated[j] = leaky
+        chunk_out[j] = zero if (x >> _TOP) < threshold else leaky * scale
+        key += _GOLDEN
+
+
+@kernel()
+def leaky_relu_dropout_update_output(input, activated, output, slope, threshold, scale, seed):
+    """input; activated [OUT] = LeakyReLU(slope) of input; output [OUT] = Dropout of activated:
+    what leaky_relu_update_output then dropout_update_output (on the flattened arrays) write."""
+    m = input.size
+    flat_input, flat_activated, flat_output = input.reshape(m), activated.reshape(m), \
+        output.reshape(m)
+    for chunk in prange((m + _CHUNK - 1) // _CHUNK):
+        _leaky_masked_chunk(flat_input, flat_activated, flat_output, slope, threshold, scale,
+                            seed, chunk * _CHUNK, min(chunk * _CHUNK + _CHUNK, m))
+
+
+def _dropout_any_shape_numpy(input, output, threshold, scale, seed):
+    keep = (_mask_bits_numpy(seed, input.size) >= threshold).reshape(input.shape)
+    np.multiply(input, keep, out=output)
+    output *= scale
+
+
+@leaky_relu_dropout_update_output.numpy_twin
+def leaky_relu_dropout_update_output_numpy(input, activated, output, slope, threshold, scale,
+                                           seed):
+    leaky_relu_update_output.numpy(input, activated, slope)
+    _dropout_any_shape_numpy(activated, output, threshold, scale, seed)
+
+
+@jit
+def _masked_leaky_grad_chunk(input, grad_output, dropout_grad, grad_input, slope, threshold,
+                             scale, seed, start, stop):
+    """dropout_grad[k] = grad_output[k] masked and scaled; grad_input[k] = dropout_grad[k]
+    where input[k] > 0, times slope elsewhere; for start <= k < stop."""
+    zero = input.dtype.type(0)
+    key = seed + np.uint64(start) * _GOLDEN
+    chunk, chunk_grad = input[start:stop], grad_output[start:stop]
+    chunk_dropout_grad, chunk_grad_input = dropout_grad[start:stop], grad_input[start:stop]
+    for j in range(chunk.shape[0]):
+        x = (key ^ (key >> _S30)) * _MIX1
+        x = (x ^ (x >> _S27)) * _MIX2
+        masked = zero if (x >> _TOP) < threshold else chunk_grad[j] * scale
+        chunk_dropout_grad[j] = masked
+        chunk_grad_input[j] = masked if chunk[j] > zero else masked * slope
+        key += _GOLDEN
+
+
+@kernel()
+def leaky_relu_dropout_update_grad_input(input, grad_output, dropout_grad, grad_input, slope,
+                                         threshold, scale, seed):
+    """input, LeakyReLU's; grad_output, of Dropout's output; dropout_grad [OUT], Dropout's
+    gradInput; grad_input [OUT], LeakyReLU's: what dropout_update_grad_input then
+    leaky_relu_update_grad_input write."""
+    m = input.size
+    flat_input, flat_grad_output = input.reshape(m), grad_output.reshape(m)
+    flat_dropout_grad, flat_grad_input = dropout_grad.reshape(m), grad_input.reshape(m)
+    for chunk in prange((m + _CHUNK - 1) // _CHUNK):
+        _masked_leaky_grad_chunk(flat_input, flat_grad_output, flat_dropout_grad,
+                                 flat_grad_input, slope, threshold, scale, seed,
+                                 chunk * _CHUNK, min(chunk * _CHUNK + _CHUNK, m))
+
+
+@leaky_relu_dropout_update_grad_input.numpy_twin
+def leaky_relu_dropout_update_grad_input_numpy(input, grad_output, dropout_grad, grad_input,
+                                               slope, threshold, scale, seed):
+    _dropout_any_shape_numpy(grad_output, dropout_grad, threshold, scale, seed)
+    leaky_relu_update_grad_input.numpy(input, dropout_grad, grad_input, slope)

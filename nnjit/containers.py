@@ -1,5 +1,20 @@
 """Sequential: children applied one after another."""
+from .activations import LeakyReLU
+from .dropout import Dropout, leaky_relu_dropout_backward, leaky_relu_dropout_forward
 from .module import Module
+
+# What an instance may override and so keep from running fused with its neighbour
+_CALLS = ("forward", "backward", "updateOutput", "updateGradInput")
+
+
+def _fused_pair(first, second):
+    """Whether children first, second are a LeakyReLU then a training Dropout that Sequential
+    runs as one pass each way (same results; see kernels/dropout.py): exactly those classes,
+    neither with a call of its own set on the instance."""
+    if type(first) is not LeakyReLU or type(second) is not Dropout or not second.training:
+        return False
+    first_attributes, second_attributes = first.__dict__, second.__dict__
+    return not any(name in first_attributes or name in second_attributes for name in _CALLS)
 
 
 def _raise_in_child(exc, index, child):
@@ -39,29 +54,52 @@ class Sequential(Module):
 
     def updateOutput(self, input):
         current = input
-        for index, module in enumerate(self.modules):
+        modules = self.modules
+        index, count = 0, len(modules)
+        while index < count:
+            module = modules[index]
             try:
+                if index + 1 < count and _fused_pair(module, modules[index + 1]):
+                    fused = leaky_relu_dropout_forward(module, modules[index + 1], current)
+                    if fused is not None:
+                        current = fused
+                        index += 2
+                        continue
                 current = module.forward(current)
             except Exception as exc:
                 _raise_in_child(exc, index, module)
+            index += 1
         self.output = current
         return self.output
 
     def _child_input(self, index, input):
         return self.modules[index - 1].output if index > 0 else input
 
-    def _walk_back(self, input, gradOutput, step, stop=0, last_step=None):
+    def _walk_back(self, input, gradOutput, step, stop=0, last_step=None, fuse=False):
         """Last child to child ``stop``, each given the input it saw in forward and the gradient
         of the child after it; ``step(module, module_input, grad)`` returns the child's
-        gradInput (``last_step`` instead, if given, for child ``stop``)."""
+        gradInput (``last_step`` instead, if given, for child ``stop``). With ``fuse``, step
+        computes the gradient with respect to the input (backward, updateGradInput), which
+        a LeakyReLU and Dropout pair then computes in one pass."""
         grad = gradOutput
-        for index in range(len(self.modules) - 1, stop - 1, -1):
-            module = self.modules[index]
-            call = last_step if last_step is not None and index == stop else step
+        modules = self.modules
+        first_fusable = stop if last_step is None else stop + 1  # child stop takes last_step
+        index = len(modules) - 1
+        while index >= stop:
+            module = modules[index]
             try:
+                if fuse and index - 1 >= first_fusable and _fused_pair(modules[index - 1], module):
+                    fused = leaky_relu_dropout_backward(
+                        modules[index - 1], module, self._child_input(index - 1, input), grad)
+                    if fused is not None:
+                        grad = fused
+                        index -= 2
+                        continue
+                call = last_step if last_step is not None and index == stop else step
                 grad = call(module, self._child_input(index, input), grad)
             except Exception as exc:
                 _raise_in_child(exc, index, module)
+            index -= 1
         return grad
 
     def backward(self, input, gradOutput):
@@ -74,7 +112,8 @@ class Sequential(Module):
         if not self.input_gradient:
             self._acc_parameters_only(input, gradOutput)
             return None
-        self.gradInput = self._walk_back(input, gradOutput, lambda m, x, g: m.backward(x, g))
+        self.gradInput = self._walk_back(input, gradOutput, lambda m, x, g: m.backward(x, g),
+                                         fuse=True)
         return self.gradInput
 
     def _acc_parameters_only(self, input, gradOutput):
@@ -88,14 +127,14 @@ class Sequential(Module):
             module.gradInput = None  # not computed this time: no stale array left behind
         if first < len(self.modules):
             self._walk_back(input, gradOutput, lambda m, x, g: m.backward(x, g), stop=first,
-                            last_step=lambda m, x, g: m._acc_parameters_only(x, g))
+                            last_step=lambda m, x, g: m._acc_parameters_only(x, g), fuse=True)
 
     def _has_parameters(self):
         return any(module._has_parameters() for module in self.modules)
 
     def updateGradInput(self, input, gradOutput):
         self.gradInput = self._walk_back(
-            input, gradOutput, lambda m, x, g: m.updateGradInput(x, g))
+            input, gradOutput, lambda m, x, g: m.updateGradInput(x, g), fuse=True)
         return self.gradInput
 
     def accGradParameters(self, input, gradOutput):

@@ -6,6 +6,7 @@ from . import _checks
 from . import kernels as K
 from .module import Module
 
+
 _FULL_RANGE = 2**64
 
 
@@ -114,3 +115,59 @@ class Dropout(Module):
 
     def __repr__(self):
         return f"Dropout({_checks.short_number(self.p)})"
+
+
+# LeakyReLU then Dropout in one pass each way, for Sequential (kernels/dropout.py has why).
+# Each function returns None, having changed nothing, unless the call is the plain one: float
+# arrays as the kernels take them, a LeakyReLU slope and a Dropout p that are valid floats, a
+# Dropout outside a data-parallel shard. Sequential then calls the two modules in turn, which
+# raise their own errors for what was not plain.
+
+def _plain(x, activation, dropout):
+    p = dropout.p
+    # dtype by equality: a deep-copied model (nnjit.warmup's) computes in dtype objects that
+    # are equal to NumPy's float32 and float64 but not the same object
+    return type(x) is np.ndarray and x.dtype in _checks.FLOAT_DTYPES \
+        and x.flags.c_contiguous and type(activation.slope) is float and type(p) is float \
+        and 0.0 <= p <= 1.0 and dropout._shard is None
+
+
+def _apart(array, other):
+    """Whether two arrays certainly do not overlap (both own their memory, or NumPy says so)."""
+    return array is not other and (array.flags.owndata and other.flags.owndata
+                                   or not np.may_share_memory(array, other))
+
+
+def leaky_relu_dropout_forward(activation, dropout, input):
+    """activation.forward(input), then dropout.forward of that, in training mode; returns
+    the Dropout's output, or None (see above)."""
+    if not _plain(input, activation, dropout):
+        return None
+    activated = activation._output_buffer(input.shape, input.dtype, input)
+    output = dropout._output_buffer(input.shape, input.dtype, activated)
+    if not _apart(output, input):  # a hand-set buffer: the one pass would read what it wrote
+        return None
+    dropout._mask_seed = dropout._next_seed()
+    dropout._mask_shape = input.shape
+    K.leaky_relu_dropout_update_output(input, activated, output, *activation._scalars(input.dtype),
+                                       *dropout._kernel_args(input.dtype))
+    return output
+
+
+def leaky_relu_dropout_backward(activation, dropout, input, grad_output):
+    """dropout.backward then activation.backward, given the activation's input and the
+    gradient of the Dropout's output; returns the activation's gradInput, or None (see
+    above; also after an evaluation forward, or a forward of another shape)."""
+    if dropout._mask_seed is None or not _plain(input, activation, dropout) \
+            or type(grad_output) is not np.ndarray or grad_output.dtype != input.dtype \
+            or grad_output.shape != input.shape or input.shape != dropout._mask_shape \
+            or not grad_output.flags.c_contiguous:
+        return None
+    dropout_grad = dropout._grad_input_buffer(input.shape, input.dtype, grad_output)
+    grad_input = activation._grad_input_buffer(input.shape, input.dtype, grad_output)
+    if not (_apart(dropout_grad, input) and _apart(grad_input, dropout_grad)):
+        return None
+    K.leaky_relu_dropout_update_grad_input(input, grad_output, dropout_grad, grad_input,
+                                           *activation._scalars(input.dtype),
+                                           *dropout._kernel_args(input.dtype))
+    return grad_input

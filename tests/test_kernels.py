@@ -198,6 +198,12 @@ ARGS = {
     "dropout_update_grad_input": lambda r, n, c, dt: [
         _flat(r, n, c, dt), np.empty(n * c, dt), K.drop_threshold(0.6), dt(1 / 0.4),
         np.uint64(r.integers(0, 2**63))],
+    "leaky_relu_dropout_update_output": lambda r, n, c, dt: [
+        _grid(r, n, c, dt), _empty(n, c, dt), _empty(n, c, dt), dt(0.03), K.drop_threshold(0.3),
+        dt(1 / 0.7), np.uint64(r.integers(0, 2**63))],
+    "leaky_relu_dropout_update_grad_input": lambda r, n, c, dt: [
+        _grid(r, n, c, dt), _grid(r, n, c, dt), _empty(n, c, dt), _empty(n, c, dt), dt(0.03),
+        K.drop_threshold(0.6), dt(1 / 0.4), np.uint64(r.integers(0, 2**63))],
     "relu_update_output": lambda r, n, c, dt: [_grid(r, n, c, dt), _empty(n, c, dt)],
     "relu_update_grad_input": lambda r, n, c, dt: [
         _grid(r, n, c, dt), _grid(r, n, c, dt), _empty(n, c, dt)],
