@@ -561,3 +561,27 @@ def test_nll_labels_forward_runs_parallel_only_where_the_rows_span_the_tlb(dtype
     assert bool(launches) == parallel
     np.testing.assert_allclose(loss, -x[np.arange(shape[0]), labels].astype(np.float64).mean(),
                                rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("c", [1, 63, 64, 65, 200])
+def test_probability_nll_forward_finds_every_nonzero_target_whatever_its_block(c, dtype):
+    """nll_prob_update_output takes np.log only in 64-entry blocks its scan finds non-zero
+    targets in: one-hot, two-hot and NaN targets at and beside the block edges, all-zero rows."""
+    r = np.random.default_rng(8)
+    columns = sorted({0, 62, 63, 64, 65, 127, 128, c - 1} & set(range(c)))
+    rows = [np.eye(c, dtype=dtype)[j] for j in columns]
+    rows += [np.zeros(c, dtype)]
+    for j in columns[1:]:
+        two_hot = np.zeros(c, dtype)
+        two_hot[[0, j]] = 0.5
+        rows.append(two_hot)
+        with_nan = np.zeros(c, dtype)
+        with_nan[j] = np.nan
+        rows.append(with_nan)
+    target = np.stack(rows)
+    n = target.shape[0]
+    probabilities = _probabilities(r, n, c, dtype)
+    args = [probabilities, target, np.empty(n, dtype), _eps(dtype), np.empty(n, dtype)]
+    for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
+        _check_against_twin(variant, K.nll_prob_update_output.numpy, args, dtype)
