@@ -108,8 +108,27 @@ def positive_int(value, who, name):
     return int(value)
 
 
+# NumPy's own float32 and float64 dtype objects, by any dtype equal to them. Pickling and
+# copy.deepcopy make new dtype objects, equal but not these: the per-call fast paths compare
+# dtypes by identity, and a model restored from a pickle or a deep copy missed every one
+# (forward and backward of a 64x20 MLP: 53 against 44 us).
+_NUMPYS_OWN = {dtype: dtype for dtype in FLOAT_DTYPES}
+
+
+def numpys_own(value):
+    """value with NumPy's own float32 or float64 dtype object where it is such a dtype, or an
+    array of one, made anew (an array is copied); anything else as it is."""
+    if isinstance(value, np.dtype):
+        return _NUMPYS_OWN.get(value, value)
+    if type(value) is np.ndarray:
+        own = _NUMPYS_OWN.get(value.dtype)
+        if own is not None and value.dtype is not own:
+            return value.astype(own)
+    return value
+
+
 def param_dtype(dtype, who):
     dtype = np.dtype(dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(f"{who}: dtype must be float32 or float64, got {dtype}")
-    return dtype
+    return _NUMPYS_OWN[dtype]

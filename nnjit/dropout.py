@@ -125,8 +125,8 @@ class Dropout(Module):
 
 def _plain(x, activation, dropout):
     p = dropout.p
-    # dtype by equality: a deep-copied model (nnjit.warmup's) computes in dtype objects that
-    # are equal to NumPy's float32 and float64 but not the same object
+    # dtype by equality: an array the caller unpickled has a dtype object equal to NumPy's
+    # float32 or float64 but not the same object
     return type(x) is np.ndarray and x.dtype in _checks.FLOAT_DTYPES \
         and x.flags.c_contiguous and type(activation.slope) is float and type(p) is float \
         and 0.0 <= p <= 1.0 and dropout._shard is None

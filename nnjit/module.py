@@ -97,7 +97,7 @@ class _PerThreadCalls:
     def __setstate__(self, state):
         self.__dict__["_call_state"] = type(self)._call_state_class()
         for name, value in state.items():
-            setattr(self, name, value)
+            setattr(self, name, _checks.numpys_own(value))
 
 
 for _name in _PerThreadCalls._per_call:

@@ -187,13 +187,20 @@ def test_errors_name_the_module_that_refuses(count_fused):
     assert count_fused == {"forward": 1, "backward": 0}
 
 
-def test_a_deep_copied_or_unpickled_model_runs_the_pair_fused_too(count_fused):
-    """Their dtype objects equal NumPy's float32 but are other objects (nnjit.warmup, and so
-    ``python -m nnjit compile``, run on a deep copy: the fused kernels must compile there)."""
+def test_copies_and_unpickled_input_run_the_pair_fused_too(count_fused):
+    """Deep copies (nnjit.warmup's, and so ``python -m nnjit compile``'s: the fused kernels
+    must compile there), unpickled models, and input whose dtype object was unpickled: equal
+    to NumPy's float32, not the same object."""
     import pickle
     x = np.random.default_rng(5).standard_normal((4, 6)).astype(np.float32)
+    unpickled_x = pickle.loads(pickle.dumps(x))
+    assert unpickled_x.dtype is not x.dtype
     model = _model(6, 5, np.float32)
     for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
-        assert copied.modules[0].dtype is not np.dtype(np.float32)
         copied.backward(x, np.ones_like(copied.forward(x)))
-    assert count_fused == {"forward": 4, "backward": 4}
+    pair = nnjit.Sequential(nnjit.LeakyReLU(), nnjit.Dropout(0.5, seed=3))
+    reference = nnjit.Sequential(nnjit.LeakyReLU(), nnjit.Dropout(0.5, seed=3))
+    np.testing.assert_array_equal(pair.forward(unpickled_x), _in_turn(reference, x, x))
+    pair.backward(unpickled_x, pickle.loads(pickle.dumps(x)))
+    _assert_same_state(pair, reference)
+    assert count_fused == {"forward": 5, "backward": 5}

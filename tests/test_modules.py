@@ -451,3 +451,45 @@ def test_backward_on_the_other_backend_than_forward(name, make, shape, forward_b
         np.testing.assert_allclose(mixed.backward(x, g), expected_input, rtol=1e-9, atol=1e-12)
         for got, want in zip(mixed.getGradParameters(), expected):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def _float_dtypes_held(module):
+    """Every float dtype object a module holds: attributes, arrays, per-thread call state."""
+    values = list(vars(module).values())
+    calls = module.__dict__.get("_call_state")
+    if calls is not None:
+        values += [getattr(calls, name) for name in type(module)._per_call_names]
+    held = []
+    for value in values:
+        if isinstance(value, np.dtype):
+            held.append(value)
+        elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            held.append(value.dtype)
+    return held
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_or_unpickled_model_computes_in_numpys_own_dtype_objects(how):
+    """Pickling and deepcopy make dtype objects equal to NumPy's but not them; the modules'
+    per-call fast paths compare dtypes by identity, so a restored model would take the slow
+    paths on every call. It must hold NumPy's own, and compute exactly as the original."""
+    import copy
+    import pickle
+
+    np.random.seed(3)
+    model = nnjit.Sequential(nnjit.Linear(6, 5, dtype=np.float64), nnjit.BatchNormalization(0.9),
+                             nnjit.ChannelwiseScaling(5, dtype=np.float64), nnjit.LeakyReLU(),
+                             nnjit.Dropout(0.3, seed=1), nnjit.Linear(5, 3, dtype=np.float64),
+                             nnjit.LogSoftMax())
+    x = np.random.default_rng(0).standard_normal((4, 6))
+    model.forward(x)
+    clone = copy.deepcopy(model) if how == "deepcopy" else pickle.loads(pickle.dumps(model))
+    own = (np.dtype(np.float32), np.dtype(np.float64))
+    for module in [clone] + clone.modules:
+        for dtype in _float_dtypes_held(module):
+            assert dtype is own[0] or dtype is own[1], (module, dtype)
+    for a, b in zip(model.modules[0].getParameters(), clone.modules[0].getParameters()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(clone.forward(x), model.forward(x))
+    clone.modules[0].W[...] = 0  # copies own their arrays
+    assert model.modules[0].W.any()
