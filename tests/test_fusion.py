@@ -15,14 +15,24 @@ SHAPES = [(3, 5), (128, 256), (300, 700)]
 
 
 def _model(n_in, width, dtype, seed=4):
+    """The same model for the same arguments: the layers' initial weights from a seeded global
+    generator, whose state is put back afterwards (later tests draw from it)."""
+    global_state = np.random.get_state()
     np.random.seed(seed)
-    model = nnjit.Sequential(nnjit.Linear(n_in, width, dtype=dtype), nnjit.LeakyReLU(0.07),
-                             nnjit.Dropout(0.4, seed=seed), nnjit.Linear(width, 6, dtype=dtype),
-                             nnjit.LeakyReLU(0.2), nnjit.Dropout(0.25, seed=seed + 1),
-                             nnjit.Linear(6, 3, dtype=dtype))
+    try:
+        model = _layers(n_in, width, dtype, seed)
+    finally:
+        np.random.set_state(global_state)
     first = model.modules[0]
     first.W[:2], first.b[:2] = 0, 0  # LeakyReLU's input exactly 0 there: its gradient's switch
     return model
+
+
+def _layers(n_in, width, dtype, seed):
+    return nnjit.Sequential(nnjit.Linear(n_in, width, dtype=dtype), nnjit.LeakyReLU(0.07),
+                            nnjit.Dropout(0.4, seed=seed), nnjit.Linear(width, 6, dtype=dtype),
+                            nnjit.LeakyReLU(0.2), nnjit.Dropout(0.25, seed=seed + 1),
+                            nnjit.Linear(6, 3, dtype=dtype))
 
 
 def _in_turn(model, x, grad_output, input_gradient=True):

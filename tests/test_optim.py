@@ -47,7 +47,15 @@ def test_sgd_momentum_two_steps_by_hand(backend):
 
 
 def test_optimizers_train_a_sequential_and_accept_flat_lists(rng):
-    model = nnjit.Sequential(nnjit.Linear(3, 4), nnjit.ReLU(), nnjit.Linear(4, 2))
+    # the layers draw their initial weights from NumPy's global generator: this test's own
+    # seed, not whatever state earlier tests left it in (3% of states give a start that 60
+    # steps do not bring under 0.8 of its loss)
+    global_state = np.random.get_state()
+    np.random.seed(0)
+    try:
+        model = nnjit.Sequential(nnjit.Linear(3, 4), nnjit.ReLU(), nnjit.Linear(4, 2))
+    finally:
+        np.random.set_state(global_state)
     x, target = rng.standard_normal((32, 3)), rng.standard_normal((32, 2))
     criterion, state = nnjit.MSECriterion(), {}
     losses = []
