@@ -9,6 +9,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import jit, kernel
+from ._vmath import inlined
 from .activations import leaky_relu_update_grad_input, leaky_relu_update_output
 
 MASK_BITS = 24
@@ -39,6 +40,16 @@ def shifted_seed(seed, offset):
 _CHUNK = 4096
 
 
+@inlined
+def _dropped(key, threshold):
+    """Whether the element whose key is seed + k * golden is dropped: splitmix64 of the key,
+    its top MASK_BITS bits below threshold (inlined into each chunk's loop)."""
+    x = (key ^ (key >> _S30)) * _MIX1
+    x = (x ^ (x >> _S27)) * _MIX2
+    # the top bits of splitmix64's last step, x ^ (x >> 31), are x's own
+    return (x >> _TOP) < threshold
+
+
 @jit
 def _masked_scale_chunk(values, out, threshold, scale, seed, start, stop):
     """out[k] = 0 where element k is dropped, else values[k] * scale, for start <= k < stop."""
@@ -48,10 +59,7 @@ def _masked_scale_chunk(values, out, threshold, scale, seed, start, stop):
     # wraparound and LLVM vectorizes with gathers and scatters (2.6x slower than this loop)
     chunk, chunk_out = values[start:stop], out[start:stop]
     for j in range(chunk.shape[0]):
-        x = (key ^ (key >> _S30)) * _MIX1
-        x = (x ^ (x >> _S27)) * _MIX2
-        # the top bits of splitmix64's last step, x ^ (x >> 31), are x's own
-        chunk_out[j] = zero if (x >> _TOP) < threshold else chunk[j] * scale
+        chunk_out[j] = zero if _dropped(key, threshold) else chunk[j] * scale
         key += _GOLDEN
 
 
@@ -74,7 +82,9 @@ def dropout_update_output(input, output, threshold, scale, seed):
 
 
 def _dropout_numpy(input, output, threshold, scale, seed):
-    keep = _mask_bits_numpy(seed, input.shape[0]) >= threshold
+    """The twin of the Dropout kernels, and of the fused ones' Dropout half: arrays of any
+    shape, element k of the flattened array being element k of the mask."""
+    keep = (_mask_bits_numpy(seed, input.size) >= threshold).reshape(input.shape)
     np.multiply(input, keep, out=output)
     output *= scale
 
@@ -111,12 +121,10 @@ def _leaky_masked_chunk(values, activated, out, slope, threshold, scale, seed, s
     key = seed + np.uint64(start) * _GOLDEN
     chunk, chunk_activated, chunk_out = values[start:stop], activated[start:stop], out[start:stop]
     for j in range(chunk.shape[0]):
-        x = (key ^ (key >> _S30)) * _MIX1
-        x = (x ^ (x >> _S27)) * _MIX2
         value = chunk[j]
         leaky = value * slope if value < zero else value
         chunk_activated[j] = leaky
-        chunk_out[j] = zero if (x >> _TOP) < threshold else leaky * scale
+        chunk_out[j] = zero if _dropped(key, threshold) else leaky * scale
         key += _GOLDEN
 
 
@@ -132,17 +140,11 @@ def leaky_relu_dropout_update_output(input, activated, output, slope, threshold,
                             seed, chunk * _CHUNK, min(chunk * _CHUNK + _CHUNK, m))
 
 
-def _dropout_any_shape_numpy(input, output, threshold, scale, seed):
-    keep = (_mask_bits_numpy(seed, input.size) >= threshold).reshape(input.shape)
-    np.multiply(input, keep, out=output)
-    output *= scale
-
-
 @leaky_relu_dropout_update_output.numpy_twin
 def leaky_relu_dropout_update_output_numpy(input, activated, output, slope, threshold, scale,
                                            seed):
     leaky_relu_update_output.numpy(input, activated, slope)
-    _dropout_any_shape_numpy(activated, output, threshold, scale, seed)
+    _dropout_numpy(activated, output, threshold, scale, seed)
 
 
 @jit
@@ -155,9 +157,7 @@ def _masked_leaky_grad_chunk(input, grad_output, dropout_grad, grad_input, slope
     chunk, chunk_grad = input[start:stop], grad_output[start:stop]
     chunk_dropout_grad, chunk_grad_input = dropout_grad[start:stop], grad_input[start:stop]
     for j in range(chunk.shape[0]):
-        x = (key ^ (key >> _S30)) * _MIX1
-        x = (x ^ (x >> _S27)) * _MIX2
-        masked = zero if (x >> _TOP) < threshold else chunk_grad[j] * scale
+        masked = zero if _dropped(key, threshold) else chunk_grad[j] * scale
         chunk_dropout_grad[j] = masked
         chunk_grad_input[j] = masked if chunk[j] > zero else masked * slope
         key += _GOLDEN
@@ -181,5 +181,5 @@ def leaky_relu_dropout_update_grad_input(input, grad_output, dropout_grad, grad_
 @leaky_relu_dropout_update_grad_input.numpy_twin
 def leaky_relu_dropout_update_grad_input_numpy(input, grad_output, dropout_grad, grad_input,
                                                slope, threshold, scale, seed):
-    _dropout_any_shape_numpy(grad_output, dropout_grad, threshold, scale, seed)
+    _dropout_numpy(grad_output, dropout_grad, threshold, scale, seed)
     leaky_relu_update_grad_input.numpy(input, dropout_grad, grad_input, slope)
