@@ -78,14 +78,18 @@ class Dropout(Module):
             np.copyto(out, x)
             self._mask_seed = None
             return out
+        self._new_mask(x)
+        K.dropout_update_output(x.reshape(-1), out.reshape(-1), *self._kernel_args(x.dtype))
+        return out
+
+    def _new_mask(self, x):
+        """Draws a training forward's mask for input x: its seed and shape."""
         self._mask_seed = self._next_seed()
         if self._shard is not None:  # drop what one process drops at these rows of the batch
             self._shard.check_rows(x.shape[0], self._name)
             row_size = x.size // x.shape[0] if x.shape[0] else 0
             self._mask_seed = K.shifted_seed(self._mask_seed, self._shard.start * row_size)
         self._mask_shape = x.shape
-        K.dropout_update_output(x.reshape(-1), out.reshape(-1), *self._kernel_args(x.dtype))
-        return out
 
     def updateGradInput(self, input, gradOutput):
         x = _checks.float_array(input, self._name)
@@ -132,12 +136,6 @@ def _plain(x, activation, dropout):
         and 0.0 <= p <= 1.0 and dropout._shard is None
 
 
-def _apart(array, other):
-    """Whether two arrays certainly do not overlap (both own their memory, or NumPy says so)."""
-    return array is not other and (array.flags.owndata and other.flags.owndata
-                                   or not np.may_share_memory(array, other))
-
-
 def leaky_relu_dropout_forward(activation, dropout, input):
     """activation.forward(input), then dropout.forward of that, in training mode; returns
     the Dropout's output, or None (see above)."""
@@ -145,10 +143,9 @@ def leaky_relu_dropout_forward(activation, dropout, input):
         return None
     activated = activation._output_buffer(input.shape, input.dtype, input)
     output = dropout._output_buffer(input.shape, input.dtype, activated)
-    if not _apart(output, input):  # a hand-set buffer: the one pass would read what it wrote
+    if not _checks.apart(output, input):  # a hand-set buffer: the one pass would read what it wrote
         return None
-    dropout._mask_seed = dropout._next_seed()
-    dropout._mask_shape = input.shape
+    dropout._new_mask(input)
     K.leaky_relu_dropout_update_output(input, activated, output, *activation._scalars(input.dtype),
                                        *dropout._kernel_args(input.dtype))
     return output
@@ -165,7 +162,7 @@ def leaky_relu_dropout_backward(activation, dropout, input, grad_output):
         return None
     dropout_grad = dropout._grad_input_buffer(input.shape, input.dtype, grad_output)
     grad_input = activation._grad_input_buffer(input.shape, input.dtype, grad_output)
-    if not (_apart(dropout_grad, input) and _apart(grad_input, dropout_grad)):
+    if not (_checks.apart(dropout_grad, input) and _checks.apart(grad_input, dropout_grad)):
         return None
     K.leaky_relu_dropout_update_grad_input(input, grad_output, dropout_grad, grad_input,
                                            *activation._scalars(input.dtype),
