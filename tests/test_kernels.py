@@ -585,3 +585,30 @@ def test_probability_nll_forward_finds_every_nonzero_target_whatever_its_block(c
     args = [probabilities, target, np.empty(n, dtype), _eps(dtype), np.empty(n, dtype)]
     for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
         _check_against_twin(variant, K.nll_prob_update_output.numpy, args, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 17, 31, 33, 64, 65, 100, 129, 1000])
+def test_probability_nll_forward_with_soft_targets_against_a_longdouble_reference(c, dtype):
+    """Every entry's log taken (vectorized): each row's loss within a few units of dtype's
+    precision of -sum(t * log(clip(p))) in long double, whatever the width's vector tail, with
+    probabilities of 0 and below eps (clipped), 1, and a NaN one."""
+    r = np.random.default_rng(c)
+    n = 6
+    probabilities = _probabilities(r, n, c, dtype)
+    probabilities[1, :: 3] = 0
+    probabilities[2, 1::4] = 1e-30
+    probabilities[3, -1] = 1
+    probabilities[4, c // 2] = np.nan
+    target = (r.random((n, c)) + 0.01).astype(dtype)
+    target /= target.sum(axis=1, keepdims=True)
+    row_loss, mass = np.empty(n, dtype), np.empty(n, dtype)
+    eps = _eps(dtype)
+    for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
+        variant(probabilities, target, row_loss, eps, mass)
+        clipped = np.clip(probabilities, eps, 1 - eps).astype(np.longdouble)  # in dtype, as kernels
+        expected = -(target.astype(np.longdouble) * np.log(clipped)).sum(axis=1)
+        assert np.isnan(row_loss[4])
+        finite = np.arange(n) != 4
+        np.testing.assert_allclose(row_loss[finite].astype(np.longdouble), expected[finite],
+                                   rtol=(8 if dtype == np.float32 else 64) * np.finfo(dtype).eps)

@@ -1,4 +1,4 @@
-"""The vectorizable exp, expm1, log1p and row maximum of kernels/_vmath.py, against a
+"""The vectorizable exp, expm1, log, log1p and row maximum of kernels/_vmath.py, against a
 higher-precision reference over their whole range, and at the edges (subnormal results,
 overflow, +-inf, NaN)."""
 import numba
@@ -25,6 +25,7 @@ _map_exp_nonpositive = _elementwise(_vmath.vexp_nonpositive)
 _map_expm1_wide = _elementwise(_vmath.vexpm1_wide)
 _map_expm1 = _elementwise(_vmath.vexpm1)
 _map_log1p_unit = _elementwise(_vmath.vlog1p_unit)
+_map_log = _elementwise(_vmath.vlog)
 
 
 @_jit
@@ -133,6 +134,46 @@ def test_expm1_accurate_near_zero_and_elsewhere(dtype):
         assert errors.max() < bound
     edges = _apply(_map_expm1, np.array([-np.inf, np.nan, -1e4], dtype))
     assert edges[0] == -1 and np.isnan(edges[1]) and edges[2] == -1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_within_one_ulp_over_the_whole_range(dtype):
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(2)
+    x = np.concatenate([
+        np.geomspace(info.smallest_subnormal, info.max / 2, 1_000_001, dtype=np.float64),
+        rng.uniform(0, 2, 200_000),
+        np.linspace(0.5, 2, 400_001),  # both sides of sqrt(1/2), 1 and sqrt(2)
+        1 + rng.uniform(-1e-3, 1e-3, 100_000),  # results near 0
+        rng.uniform(1e-15, 1, 200_000)]).astype(dtype)  # the criterions' clipped probabilities
+    x = x[(x > 0) & (x != 1)]
+    errors = _ulp_error(_apply(_map_log, x), np.log(x.astype(np.longdouble)), dtype)
+    assert errors.max() < 0.9
+    assert _apply(_map_log, np.ones(1, dtype))[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_every_float32_from_one_half_to_two(dtype):
+    """Where the mantissa's split changes sides: every float32 of [0.5, 2), and as float64."""
+    bits = np.arange(np.float32(0.5).view(np.int32), np.float32(2).view(np.int32), 7,
+                     dtype=np.int32)
+    x = bits.view(np.float32).astype(dtype)
+    x = x[x != 1]
+    errors = _ulp_error(_apply(_map_log, x), np.log(x.astype(np.longdouble)), dtype)
+    assert errors.max() < 0.9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_edges(dtype):
+    info = np.finfo(dtype)
+    x = np.array([0.0, -0.0, -1.0, -np.inf, np.inf, np.nan, -np.nan, info.smallest_subnormal,
+                  info.tiny, info.tiny * (1 - info.eps), info.max], dtype)
+    result = _apply(_map_log, x)
+    assert result[0] == result[1] == -np.inf
+    assert np.isnan(result[2]) and np.isnan(result[3]) and result[4] == np.inf
+    assert np.isnan(result[5]) and np.isnan(result[6])
+    reference = np.log(x[7:].astype(np.longdouble))
+    assert np.all(_ulp_error(result[7:], reference, dtype) < 0.9)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,6 +1,7 @@
 """Per-call times through the module API (what users call), numba path against numpy path,
 and torch doing the same work (where installed): its ops for the layers and the criterions
-(the probability-form NLL as torch.log then nll_loss, dense targets as a user writes them).
+(the probability-form NLL as torch.log then nll_loss, dense targets as a user writes them;
+"soft" targets are label-smoothed, every entry non-zero).
 
     python tools/module_timings.py [name filters ...] [--dtype float32] [--shapes 256x1000 ...]
 
@@ -34,6 +35,7 @@ def _cases(dtype, shapes):
         log_p = np.log(p)
         labels = rng.integers(0, c, n)
         dense = np.eye(c, dtype=dtype)[labels]
+        soft = (0.9 * dense + 0.1 / c).astype(dtype)  # label smoothing: every entry non-zero
         gradient = rng.standard_normal((n, c)).astype(dtype)
         size = f"{n}x{c}"
 
@@ -51,10 +53,12 @@ def _cases(dtype, shapes):
         for name, make, inputs, target in [
                 ("nll_prob_labels", nnjit.ClassNLLCriterion, p, labels),
                 ("nll_prob_dense", nnjit.ClassNLLCriterion, p, dense),
+                ("nll_prob_soft", nnjit.ClassNLLCriterion, p, soft),
                 ("nll_log_labels", lambda: nnjit.ClassNLLCriterion(log_input=True), log_p, labels),
                 ("nll_log_dense", lambda: nnjit.ClassNLLCriterion(log_input=True), log_p, dense),
                 ("cross_entropy_labels", nnjit.CrossEntropyCriterion, x, labels),
-                ("cross_entropy_dense", nnjit.CrossEntropyCriterion, x, dense)]:
+                ("cross_entropy_dense", nnjit.CrossEntropyCriterion, x, dense),
+                ("cross_entropy_soft", nnjit.CrossEntropyCriterion, x, soft)]:
             forward, backward = criterion(make, inputs, target)
             yield f"{name}_fwd {size}", forward
             yield f"{name}_bwd {size}", backward
@@ -86,6 +90,7 @@ def _torch_cases(torch, dtype, shapes):
         p = np.exp(log_p)
         labels = torch.from_numpy(rng.integers(0, c, n))
         dense = torch.eye(c, dtype=torch.from_numpy(x).dtype)[labels]
+        soft = 0.9 * dense + 0.1 / c
         gradient = torch.from_numpy(rng.standard_normal((n, c)).astype(dtype))
         size = f"{n}x{c}"
         # criterions as a torch user writes them; the probability form has no op of its own
@@ -95,10 +100,12 @@ def _torch_cases(torch, dtype, shapes):
                   "batch_norm": lambda t: F.batch_norm(t, None, None, training=True, eps=1e-3),
                   "nll_prob_labels": lambda t, labels=labels: F.nll_loss(torch.log(t), labels),
                   "nll_prob_dense": lambda t, target=dense: -(target * torch.log(t)).sum(1).mean(),
+                  "nll_prob_soft": lambda t, target=soft: -(target * torch.log(t)).sum(1).mean(),
                   "nll_log_labels": lambda t, labels=labels: F.nll_loss(t, labels),
                   "nll_log_dense": lambda t, target=dense: -(target * t).sum(1).mean(),
                   "cross_entropy_labels": lambda t, labels=labels: F.cross_entropy(t, labels),
-                  "cross_entropy_dense": lambda t, target=dense: F.cross_entropy(t, target)}
+                  "cross_entropy_dense": lambda t, target=dense: F.cross_entropy(t, target),
+                  "cross_entropy_soft": lambda t, target=soft: F.cross_entropy(t, target)}
         for name, op in layers.items():
             inputs = p if name.startswith("nll_prob") else log_p if name.startswith("nll") else x
 
@@ -106,7 +113,7 @@ def _torch_cases(torch, dtype, shapes):
                 tx = torch.from_numpy(x).requires_grad_()
                 return lambda: op(tx)
 
-            def backward(op=op, x=inputs, criterion=name.endswith(("_labels", "_dense")),
+            def backward(op=op, x=inputs, criterion=name.endswith(("_labels", "_dense", "_soft")),
                          gradient=gradient):
                 recorded = op(torch.from_numpy(x).requires_grad_())
                 if criterion:
