@@ -99,6 +99,18 @@ def probability(value, who, name="p"):
     return p
 
 
+def finite_number(value, who, name):
+    """value as a float, or an error naming the layer and its parameter: TypeError for what is
+    not a number, ValueError for inf and NaN (a NaN slope would make every output it touches NaN)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{who}: {name} must be a number, got {value!r}") from exc
+    if not np.isfinite(number):
+        raise ValueError(f"{who}: {name} must be finite, got {value!r}")
+    return number
+
+
 def short_number(value):
     """value as a repr shows a layer's number (``%g``), or as Python shows it when it is not a
     number (a reassigned attribute): an error message naming the layer must not fail itself."""

@@ -69,7 +69,7 @@ class LeakyReLU(_Elementwise):
 
     def __init__(self, slope=0.03):
         super().__init__()
-        self.slope = float(slope)
+        self.slope = _checks.finite_number(slope, self._name, "slope")
 
     def _scalars(self, dtype):
         cached_dtype, cached_slope, cast = self._cast
@@ -94,10 +94,13 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha=1.0):
         super().__init__()
-        self.alpha = float(alpha)
+        self.alpha = _checks.finite_number(alpha, self._name, "alpha")
 
     def _scalars(self, dtype):
-        return (dtype.type(self.alpha),)
+        try:
+            return (dtype.type(self.alpha),)
+        except (TypeError, ValueError) as exc:  # alpha reassigned
+            raise TypeError(f"{self._name}: alpha must be a number, got {self.alpha!r}") from exc
 
     def __repr__(self):
         return f"ELU({_checks.short_number(self.alpha)})"

@@ -153,9 +153,20 @@ def test_optimizer_configs(optimizer, config):
     assert (w < 1).all() and w.dtype == np.float32
 
 
+@pytest.mark.parametrize("make, name", [(nnjit.LeakyReLU, "slope"), (nnjit.ELU, "alpha")])
+def test_a_bad_layer_number_is_refused_by_the_constructor_naming_it(make, name):
+    for bad, error in (("steep", TypeError), (None, TypeError), ([0.1], TypeError),
+                       (float("nan"), ValueError), (float("inf"), ValueError),
+                       (-np.inf, ValueError)):
+        with pytest.raises(error, match=f"{make.__name__}: {name} must be "):
+            make(bad)
+    assert getattr(make(np.float32(0.25)), name) == 0.25  # NumPy scalars are numbers
+    assert repr(make(-0.5)) == f"{make.__name__}(-0.5)"
+
+
 @pytest.mark.parametrize("make, attribute, error", [
     (nnjit.LeakyReLU, "slope", r"LeakyReLU: slope must be a number, got 'steep'"),
-    (nnjit.ELU, "alpha", r"could not convert"),
+    (nnjit.ELU, "alpha", r"ELU: alpha must be a number, got 'steep'"),
     (nnjit.Dropout, "p", r"Dropout: p must be a number in \[0, 1\], got 'steep'")])
 def test_a_layer_number_reassigned_to_a_string_is_named_in_the_error(make, attribute, error):
     """In a Sequential the error names the child by its repr, which must not fail in turn."""
