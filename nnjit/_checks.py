@@ -101,7 +101,8 @@ def probability(value, who, name="p"):
 
 def finite_number(value, who, name):
     """value as a float, or an error naming the layer and its parameter: TypeError for what is
-    not a number, ValueError for inf and NaN (a NaN slope would make every output it touches NaN)."""
+    not a number, ValueError for inf and NaN (a NaN slope would make every output it touches
+    NaN)."""
     try:
         number = float(value)
     except (TypeError, ValueError) as exc:
