@@ -403,18 +403,33 @@ def _log_special(x, zero):
     return -np.inf if x == zero else (np.nan if x < zero else x)
 
 
-@_jit_exact
-def _vlog32(x):
-    subnormal = x < _TINY_32
-    z, k = _split_at_sqrt_half(x * _SUBNORMAL_SCALE_32 if subnormal else x)
-    k = k - _SUBNORMAL_SHIFT_32 if subnormal else k
+@_jit_poly
+def _log_of_split32(z, k):
+    """log(z * 2**k) for z in [sqrt(1/2), sqrt(2)), k whole (_split_at_sqrt_half)."""
     f = z - np.float32(1)  # exact
     f2 = f * f
     rest = (_log_poly32(f) * f) * f2 + k * _LN2_LO_32 - np.float32(0.5) * f2
     scaled = k * _LN2_HI_32  # exact: few bits in each
     head = scaled + f
     head_error = f - (head - scaled)  # |scaled| >= |f| unless k = 0, where it is 0
-    result = head + (head_error + rest)
+    return head + (head_error + rest)
+
+
+@_jit_poly
+def _log_of_split64(z, k):
+    f = z - 1.0
+    s = f / (2.0 + f)
+    half_f2 = 0.5 * f * f
+    # fdlibm's order of evaluation: the exact f and k * LN2_HI added last
+    return k * _LN2_HI_64 - ((half_f2 - (s * (half_f2 + _log_poly64(s * s))
+                                         + k * _LN2_LO_64)) - f)
+
+
+@_jit_exact
+def _vlog32(x):
+    subnormal = x < _TINY_32
+    z, k = _split_at_sqrt_half(x * _SUBNORMAL_SCALE_32 if subnormal else x)
+    result = _log_of_split32(z, k - _SUBNORMAL_SHIFT_32 if subnormal else k)
     finite = (x > np.float32(0)) & (x < np.float32(np.inf))
     return result if finite else np.float32(_log_special(x, np.float32(0)))
 
@@ -423,15 +438,21 @@ def _vlog32(x):
 def _vlog64(x):
     subnormal = x < _TINY_64
     z, k = _split_at_sqrt_half(x * _SUBNORMAL_SCALE_64 if subnormal else x)
-    k = k - _SUBNORMAL_SHIFT_64 if subnormal else k
-    f = z - 1.0
-    s = f / (2.0 + f)
-    half_f2 = 0.5 * f * f
-    # fdlibm's order of evaluation: the exact f and k * LN2_HI added last
-    result = k * _LN2_HI_64 - ((half_f2 - (s * (half_f2 + _log_poly64(s * s))
-                                           + k * _LN2_LO_64)) - f)
+    result = _log_of_split64(z, k - _SUBNORMAL_SHIFT_64 if subnormal else k)
     finite = (x > 0.0) & (x < np.inf)
     return result if finite else _log_special(x, 0.0)
+
+
+@_jit_exact
+def _vlog_normal32(x):
+    z, k = _split_at_sqrt_half(x)
+    return _log_of_split32(z, k) if x == x else x
+
+
+@_jit_exact
+def _vlog_normal64(x):
+    z, k = _split_at_sqrt_half(x)
+    return _log_of_split64(z, k) if x == x else x
 
 
 def vlog(x):
@@ -440,7 +461,21 @@ def vlog(x):
     return np.log(x)
 
 
+def vlog_normal(x):
+    """vlog(x) for x a positive normal number or NaN (NaN out), within the same 0.85 ulp; for
+    any other x the result is unspecified. Without vlog's edges, 30% cheaper (float32): for
+    arguments clipped to [eps, 1 - eps] with eps normal (is_normal)."""
+    return np.log(x)
+
+
+def is_normal(x):
+    """Whether x is at least the smallest positive normal number of its type."""
+    return x >= np.finfo(np.asarray(x).dtype).tiny
+
+
 _overload_by_dtype(vlog, lambda x: _vlog32(x), lambda x: _vlog64(x))
+_overload_by_dtype(vlog_normal, lambda x: _vlog_normal32(x), lambda x: _vlog_normal64(x))
+_overload_by_dtype(is_normal, lambda x: x >= _TINY_32, lambda x: x >= _TINY_64)
 
 
 @intrinsic

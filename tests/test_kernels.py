@@ -592,7 +592,9 @@ def test_probability_nll_forward_finds_every_nonzero_target_whatever_its_block(c
 def test_probability_nll_forward_with_soft_targets_against_a_longdouble_reference(c, dtype):
     """Every entry's log taken (vectorized): each row's loss within a few units of dtype's
     precision of -sum(t * log(clip(p))) in long double, whatever the width's vector tail, with
-    probabilities of 0 and below eps (clipped), 1, and a NaN one."""
+    probabilities of 0 and below eps (clipped), 1, and a NaN one. For eps of 0 (log 0 = -inf),
+    subnormal, and above 1/2 (an empty clip interval) too: the kernel's general log, not the
+    one for normal numbers."""
     r = np.random.default_rng(c)
     n = 6
     probabilities = _probabilities(r, n, c, dtype)
@@ -603,12 +605,38 @@ def test_probability_nll_forward_with_soft_targets_against_a_longdouble_referenc
     target = (r.random((n, c)) + 0.01).astype(dtype)
     target /= target.sum(axis=1, keepdims=True)
     row_loss, mass = np.empty(n, dtype), np.empty(n, dtype)
+    finite = np.arange(n) != 4
+    for eps in (_eps(dtype), dtype(0), np.finfo(dtype).smallest_subnormal * 8, dtype(0.75)):
+        for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
+            variant(probabilities, target, row_loss, eps, mass)
+            clipped = np.clip(probabilities, eps, 1 - eps).astype(np.longdouble)  # as kernels
+            with np.errstate(divide="ignore"):
+                expected = -(target.astype(np.longdouble) * np.log(clipped)).sum(axis=1)
+            assert np.isnan(row_loss[4])
+            if eps == 0:
+                assert row_loss[1] == np.inf
+            rtol = (8 if dtype == np.float32 else 64) * np.finfo(dtype).eps
+            np.testing.assert_allclose(row_loss[finite].astype(np.longdouble), expected[finite],
+                                       rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("c", [1, 10, 64, 65, 1000])
+def test_probability_nll_one_hot_rows_give_the_labels_loss_bit_for_bit(c, dtype):
+    """Both forms take the same log of the same clipped probability (a one-hot row of up to
+    64 columns its one log alone, wider ones within a block's vectorized loop)."""
+    r = np.random.default_rng(c)
+    n = 40
+    probabilities = _probabilities(r, n, c, dtype)
+    probabilities[0, 0] = 0  # clipped to eps
+    labels = r.integers(0, c, n)
+    labels[0] = 0
+    one_hot = np.eye(c, dtype=dtype)[labels]
     eps = _eps(dtype)
-    for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
-        variant(probabilities, target, row_loss, eps, mass)
-        clipped = np.clip(probabilities, eps, 1 - eps).astype(np.longdouble)  # in dtype, as kernels
-        expected = -(target.astype(np.longdouble) * np.log(clipped)).sum(axis=1)
-        assert np.isnan(row_loss[4])
-        finite = np.arange(n) != 4
-        np.testing.assert_allclose(row_loss[finite].astype(np.longdouble), expected[finite],
-                                   rtol=(8 if dtype == np.float32 else 64) * np.finfo(dtype).eps)
+    for variant in ("serial", "parallel"):
+        dense = getattr(K.nll_prob_update_output, variant)
+        from_labels = getattr(K.nll_prob_labels_update_output, variant)
+        dense_rows, label_rows = np.empty(n, dtype), np.empty(n, dtype)
+        dense(probabilities, one_hot, dense_rows, eps, np.empty(n, dtype))
+        from_labels(probabilities, labels, label_rows, eps)
+        np.testing.assert_array_equal(dense_rows, label_rows)

@@ -26,6 +26,7 @@ _map_expm1_wide = _elementwise(_vmath.vexpm1_wide)
 _map_expm1 = _elementwise(_vmath.vexpm1)
 _map_log1p_unit = _elementwise(_vmath.vlog1p_unit)
 _map_log = _elementwise(_vmath.vlog)
+_map_log_normal = _elementwise(_vmath.vlog_normal)
 
 
 @_jit
@@ -150,6 +151,16 @@ def test_log_within_one_ulp_over_the_whole_range(dtype):
     errors = _ulp_error(_apply(_map_log, x), np.log(x.astype(np.longdouble)), dtype)
     assert errors.max() < 0.9
     assert _apply(_map_log, np.ones(1, dtype))[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_log_normal_is_log_on_normal_numbers_and_nan(dtype):
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.geomspace(info.tiny, info.max / 2, 300_001, dtype=np.float64),
+                        rng.uniform(1e-15, 1, 200_000), [info.tiny, info.max]]).astype(dtype)
+    assert np.array_equal(_apply(_map_log_normal, x), _apply(_map_log, x))
+    assert np.isnan(_apply(_map_log_normal, np.array([np.nan], dtype))[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
