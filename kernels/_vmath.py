@@ -338,9 +338,10 @@ _overload_by_dtype(vlog1p_unit, lambda x: _log1p_series32(_atanh_argument(x, np.
 # bits (_split_at_sqrt_half). float32: Cephes' logf polynomial, log1p(f) = f - f^2/2 +
 # f^3 P(f), no division, and k ln2 + f added with its rounding error kept (Fast2Sum) for the
 # polynomial's small rest to join: 0.83 ulp at most (the plain sum: 1.52). float64: fdlibm's
-# log, log1p(f) through s = f / (2 + f) and a minimax polynomial in s^2, 0.85 ulp. Measured
-# serial on 256k entries against np.log's libm calls (scratch): float32 0.50 against 2.3 ns
-# an entry, float64 1.2 against 3.6.
+# log, log1p(f) through s = f / (2 + f) and a minimax polynomial in s^2, 0.85 ulp.
+# `python tools/log_timing.py`, serial, ns an entry: float32 vlog 0.51, vlog_normal 0.36, np.log
+# in a Numba loop (a libm call each) 2.34, NumPy's own np.log 0.35; float64 1.13, 0.80, 3.68
+# and 0.78.
 _SQRT_HALF_BITS = {types.float32: 0x3f3504f3, types.float64: 0x3fe6a09e667f3bcd}
 
 
