@@ -14,7 +14,7 @@ from numba import prange
 
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
-from ._vmath import vexp_nonpositive, vexpm1_wide, vsoftplus
+from ._vmath import vexp_nonpositive, vexpm1_wide, vsoftplus, wide_vectors
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -112,6 +112,7 @@ def elu_update_grad_input(input, grad_output, grad_input, alpha):
     flat_grad_input = grad_input.reshape(m)
     zero = input.dtype.type(0)
     for k in prange(flat_input.shape[0]):
+        wide_vectors()
         x = flat_input[k]
         g = flat_grad_output[k]
         flat_grad_input[k] = g if x > zero else g * alpha * vexp_nonpositive(x)
@@ -148,6 +149,7 @@ def softplus_update_grad_input(input, grad_output, grad_input):
     one = input.dtype.type(1)
     zero = input.dtype.type(0)
     for k in prange(flat_input.shape[0]):
+        wide_vectors()
         x = flat_input[k]
         e = vexp_nonpositive(-abs(x))
         sigmoid = one / (one + e) if x >= zero else e / (one + e)

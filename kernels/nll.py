@@ -26,7 +26,7 @@ from ._config import (GATHER_MIN_BYTES, PARALLEL_MIN_EXP, PARALLEL_MIN_GATHER,
 from ._jit import Kernel, jit, kernel, n_row_chunks, row_chunk
 from ._vmath import (SHORT_ROW_MASK, counted_exp_sum, inlined, is_normal, log_of_counted_total,
                      nll_term, row_max, row_max_of, short_rows, vexp_nonpositive, vlog,
-                     vlog_normal)
+                     vlog_normal, wide_vectors)
 
 
 def _mean(row_loss):
@@ -210,6 +210,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
     zero = input.dtype.type(0)
     eps_normal = is_normal(eps) and eps <= one - eps  # every clipped p normal, or NaN
     for i in prange(n):
+        wide_vectors()
         total, mass, negatives, negative_inputs = zero, zero, zero, zero
         nonzero, column_sum = zero, zero
         if c <= _TERM_BLOCK:

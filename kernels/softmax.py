@@ -11,7 +11,8 @@ from numba import prange
 from ._config import PARALLEL_MIN_EXP, PARALLEL_MIN_STREAMING
 from ._jit import kernel
 from ._vmath import (SHORT_ROW_MASK, counted_exp_sum_storing_shifted, inlined,
-                     log_of_counted_total, row_max_of, short_rows, vexp_nonpositive)
+                     log_of_counted_total, row_max_of, short_rows, vexp_nonpositive,
+                     wide_vectors)
 
 # The row functions are inlined into each call: a kernel calls them with c & SHORT_ROW_MASK for
 # short float32 rows and with c otherwise, and each call gets loops of its own (_vmath.py).
@@ -38,6 +39,7 @@ def softmax_update_output(input, output):
     n, c = input.shape
     short = short_rows(input)
     for i in prange(n):
+        wide_vectors()
         if short:
             _softmax_row(input[i], output[i], c & SHORT_ROW_MASK)
         else:

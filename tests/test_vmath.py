@@ -226,3 +226,37 @@ def test_row_max_of_a_row_with_nan_is_nan_or_the_largest_number(dtype):
     for row in range(5):
         assert np.isnan(out[row]) or out[row] == np.nanmax(x[row])
     assert np.isnan(out[5]) or out[5] == -np.inf
+
+
+def _linked_ir(dispatcher):
+    """The LLVM IR of a compiled dispatcher's library and of every library linked into it
+    (a parallel variant's prange body is compiled in a library of its own)."""
+    texts, pending, seen = [], [dispatcher.overloads[dispatcher.signatures[0]].library], set()
+    while pending:
+        library = pending.pop()
+        if id(library) in seen:
+            continue
+        seen.add(id(library))
+        texts.append(library.get_llvm_str())
+        pending.extend(getattr(library, "_linking_libraries", ()))
+    return "\n".join(texts)
+
+
+def test_wide_vectors_marks_the_parallel_variant_only():
+    """The attribute lands on the function Numba outlines a prange body into, and nowhere in
+    a serial compile of the same body."""
+    def body(x):
+        for i in numba.prange(x.shape[0]):
+            _vmath.wide_vectors()
+            x[i] += 1
+
+    attribute = '"prefer-vector-width"="512"'
+    x = np.zeros(8)
+    parallel = numba.njit(parallel=True)(body)
+    parallel(x)
+    serial = numba.njit(body)
+    serial(x)
+    assert np.array_equal(x, np.full(8, 2.0))
+    parallel_ir, serial_ir = _linked_ir(parallel), _linked_ir(serial)
+    assert attribute in parallel_ir and "__numba_parfor_gufunc" in parallel_ir
+    assert attribute not in serial_ir
