@@ -21,7 +21,8 @@ from asv_runner.discovery import get_benchmark_from_name  # noqa: E402
 
 import nnjit  # noqa: E402
 from benchmarks.bench_training import ADAM, BATCH  # noqa: E402
-from benchmarks.common import MLP_SIZES, nnjit_mlp, random_batch, random_labels  # noqa: E402
+from benchmarks.common import (MLP_SIZES, import_torch, nnjit_mlp, random_batch,  # noqa: E402
+                               random_labels)
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "benchmarks")
@@ -100,6 +101,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    import_torch()  # the torch rows: refuse here, not in a forked child
     samples = {}
     for _ in range(args.rounds):
         for poll in (False, True):
