@@ -213,6 +213,9 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
         wide_vectors()
         total, mass, negatives, negative_inputs = zero, zero, zero, zero
         nonzero, column_sum = zero, zero
+        # Two copies of the checks' loop: only a row that is one block uses the non-zero count
+        # and column sum (one loop taking a constant flag, inlined at two calls, took the
+        # kernel at 64x10 float32 from 1.34 to 1.39 us, scratch)
         if c <= _TERM_BLOCK:
             for j in range(c):  # vectorized: the checks, and where the non-zero targets are
                 t = target[i, j]
