@@ -11,6 +11,7 @@ step into its phases under both parents.
     python tools/harness_poll.py [--rounds 3]      # from the repository root; needs torch
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -47,13 +48,13 @@ def _in_child(work, poll):
     if pid == 0:
         os.close(read)
         try:
-            os.write(write, repr(work()).encode())
+            os.write(write, json.dumps(work()).encode())
         finally:
             os._exit(0)
     os.close(write)
     _wait(pid, poll)
     with os.fdopen(read) as pipe:
-        return eval(pipe.read())  # noqa: S307 - our own child's repr of floats
+        return json.loads(pipe.read())
 
 
 def _asv_sample_ms(index):
