@@ -9,7 +9,9 @@
 
 Forward kernels write one loss per row into ``row_loss`` [BUFFER] and return the mean: the rows
 run in parallel and the sum is serial, so the loss is the same whatever the thread count.
-Dense targets skip zero entries, so a -inf log-probability where the target is 0 costs nothing.
+Dense targets skip zero entries, so a -inf log-probability where the target is 0 costs nothing;
+a NaN input entry makes its row's loss NaN wherever it is (the labels kernels of the log form
+read only the labelled entry, as torch's nll_loss).
 Labels kernels check each label against [0, c) as they read it (the module does not scan the
 labels first: two reductions cost more than the whole op at small sizes): a row with a label
 out of range reads and writes nothing, forward gives it a NaN loss and backward counts it in
@@ -43,6 +45,14 @@ def _below_zero(x, zero, one):
     (x < 0 summed), it took 64-bit lanes: the dense NLL forward at 256x1000 float32 ran 1.6x
     slower. A float count only ever needs to tell zero from more."""
     return one if x < zero else zero
+
+
+@inlined
+def _below_zero_or_nan(x, zero, one):
+    """one if x < 0 or x is NaN, else zero (see _below_zero): the probability form's forward
+    flags such a row with a NaN loss, so a NaN probability is never skipped as the term of
+    a zero target."""
+    return zero if x >= zero else one
 
 
 @inlined
@@ -124,19 +134,25 @@ def _mass_numpy(target, target_mass):
 # The probability form refuses negative input (log-probabilities or raw scores passed by
 # mistake). Its kernels check every input in the pass they make anyway: forward marks a row
 # with a negative entry with a NaN loss, backward returns how many rows have one, and the
-# module raises. A separate scan cost as much as the whole NumPy path.
+# module raises. A separate scan cost as much as the whole NumPy path. Forward marks a row
+# with a NaN entry too, wherever it is, and the module returns that NaN loss: a NaN input
+# never becomes a number.
 @jit
-def _count_negative(x, i):
-    """How many entries of row i of x are negative (NaN and -0.0 are not)."""
+def _count_negative_or_nan(x, i):
+    """How many entries of row i of x are negative or NaN (-0.0 is not)."""
     zero, one = x.dtype.type(0), x.dtype.type(1)
-    negatives = zero
+    flagged = zero
     for j in range(x.shape[1]):
-        negatives += _below_zero(x[i, j], zero, one)
-    return negatives
+        flagged += _below_zero_or_nan(x[i, j], zero, one)
+    return flagged
 
 
 def _rows_with_negatives_numpy(x):
     return x.min(axis=1) < 0
+
+
+def _rows_with_negatives_or_nan_numpy(x):
+    return ~(x.min(axis=1) >= 0)  # the minimum of a row with a NaN is NaN
 
 
 @kernel(parallel_min=PARALLEL_MIN_STREAMING)
@@ -147,7 +163,7 @@ def nll_prob_labels_update_output(input, labels, row_loss, eps):
     one = input.dtype.type(1)
     for i in prange(n):
         label = labels[i]
-        if _count_negative(input, i) == 0 and _label_in_range(label, c):
+        if _count_negative_or_nan(input, i) == 0 and _label_in_range(label, c):
             row_loss[i] = -vlog(min(max(input[i, label], eps), one - eps))
         else:
             row_loss[i] = np.nan
@@ -159,7 +175,7 @@ def nll_prob_labels_update_output_numpy(input, labels, row_loss, eps):
     safe, bad = _safe_labels_numpy(labels, input.shape[1])
     picked = input[np.arange(input.shape[0]), safe]
     np.negative(np.log(np.clip(picked, eps, 1 - eps)), out=row_loss)
-    row_loss[_rows_with_negatives_numpy(input)] = np.nan
+    row_loss[_rows_with_negatives_or_nan_numpy(input)] = np.nan
     if bad is not None:
         row_loss[bad] = np.nan
     return _mean(row_loss)
@@ -211,7 +227,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
     eps_normal = is_normal(eps) and eps <= one - eps  # every clipped p normal, or NaN
     for i in prange(n):
         wide_vectors()
-        total, mass, negatives, negative_inputs = zero, zero, zero, zero
+        total, mass, negatives, flagged_inputs = zero, zero, zero, zero
         nonzero, column_sum = zero, zero
         # Two copies of the checks' loop: only a row that is one block uses the non-zero count
         # and column sum (one loop taking a constant flag, inlined at two calls, took the
@@ -221,7 +237,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
                 t = target[i, j]
                 mass += t
                 negatives += _below_zero(t, zero, one)
-                negative_inputs += _below_zero(input[i, j], zero, one)
+                flagged_inputs += _below_zero_or_nan(input[i, j], zero, one)
                 t_nonzero = _nonzero(t, zero, one)
                 nonzero += t_nonzero
                 column_sum += t_nonzero * input.dtype.type(j)  # a whole number: exact
@@ -230,7 +246,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
                 t = target[i, j]
                 mass += t
                 negatives += _below_zero(t, zero, one)
-                negative_inputs += _below_zero(input[i, j], zero, one)
+                flagged_inputs += _below_zero_or_nan(input[i, j], zero, one)
         # The terms, kept apart (in one loop LLVM took the log of every entry, 4x slower), in
         # blocks: a vectorized scan tells which hold a non-zero target, and only those take
         # the vectorized loop of logs. One-hot rows of 1000 take one block in 16 (the logs
@@ -257,7 +273,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
                     for j in range(target_block.shape[0]):
                         total += _log_term(target_block[j], input_block[j], eps, one, zero,
                                            eps_normal)
-        row_loss[i] = -total if negative_inputs == 0 else np.nan
+        row_loss[i] = -total if flagged_inputs == 0 else np.nan
         target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)
 
@@ -266,7 +282,7 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
 def nll_prob_update_output_numpy(input, target, row_loss, eps, target_mass):
     terms = target * np.log(np.clip(input, eps, 1 - eps))
     np.negative(terms.sum(axis=1), out=row_loss)
-    row_loss[_rows_with_negatives_numpy(input)] = np.nan
+    row_loss[_rows_with_negatives_or_nan_numpy(input)] = np.nan
     _mass_numpy(target, target_mass)
     return _mean(row_loss)
 
@@ -368,14 +384,15 @@ def nll_log_update_output(input, target, row_loss, target_mass):
     n, c = input.shape
     zero, one = input.dtype.type(0), input.dtype.type(1)
     for i in prange(n):
-        total, mass, negatives = zero, zero, zero
+        total, mass, negatives, nans = zero, zero, zero, zero
         for j in range(c):
-            t = target[i, j]
+            t, x = target[i, j], input[i, j]
             mass += t
             negatives += _below_zero(t, zero, one)
-            if t != 0:
-                total += t * input[i, j]
-        row_loss[i] = -total
+            nans += one if x != x else zero  # a NaN counts even where t is 0; -inf does not
+            # a select: with x loaded above, an if around the sum left the loop scalar (7x)
+            total += t * x if t != zero else zero
+        row_loss[i] = -total if nans == zero else np.nan
         target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)
 
@@ -385,6 +402,7 @@ def nll_log_update_output(input, target, row_loss, target_mass):
 def nll_log_update_output_numpy(input, target, row_loss, target_mass):
     terms = np.where(target != 0, target * input, 0)
     np.negative(terms.sum(axis=1), out=row_loss)
+    row_loss[np.isnan(input).any(axis=1)] = np.nan
     _mass_numpy(target, target_mass)
     return _mean(row_loss)
 

@@ -109,6 +109,31 @@ def test_criterion_nan_input_gives_nan_not_garbage(name, backend, rng):
         assert np.isnan(grad[2]).any()
 
 
+@pytest.mark.parametrize("name", [n for n in CRITERIONS if n != "MSECriterion"])
+@pytest.mark.parametrize("target_kind", ["labels", "one_hot", "soft"])
+@pytest.mark.parametrize("c", [10, 65, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
+def test_one_nan_where_the_target_is_zero_still_gives_nan(name, target_kind, c, dtype, backend,
+                                                           rng):
+    """A single NaN input entry in a column whose target is 0 makes the loss NaN on both
+    backends: the dense forms used to skip a zero target's term on the Numba path, NaN and
+    all, and returned a number. The log form with labels reads only the labelled entries (as
+    torch's nll_loss), so there a NaN elsewhere is not seen."""
+    x, labels = _valid_pair(name, rng, n=8, c=c, dtype=dtype)
+    one_hot = np.eye(c, dtype=dtype)[labels]
+    target = {"labels": labels, "one_hot": one_hot,
+              "soft": (0.9 * one_hot + 0.1 / c).astype(dtype)}[target_kind]
+    row, column = 3, (labels[3] + c // 2) % c  # a column whose one-hot target is 0
+    x[row, column] = np.nan
+    with nnjit.backend(backend):
+        loss = CRITERIONS[name]().forward(x, target)
+    if name == "ClassNLLCriterion(log_input=True)" and target_kind == "labels":
+        assert np.isfinite(loss)
+    else:
+        assert np.isnan(loss)
+
+
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # NumPy's, on the numpy path
 @pytest.mark.parametrize("name", sorted(MODULES))
 @pytest.mark.parametrize("backend", nnjit.BACKENDS)
