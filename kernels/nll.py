@@ -76,6 +76,25 @@ def _log_term(t, p, eps, one, zero, eps_normal):
     return t * log if t != zero else zero
 
 
+@inlined
+def _row_log_terms(target_row, input_row, eps, one, zero, eps_normal):
+    """sum of _log_term over a row, with the choice of log taken once for the row: inside
+    the loop, as _log_term takes it, LLVM does not split the loop in two here (the row took
+    117 against 67 us at 256x1000 float32, scratch)."""
+    total = zero
+    if eps_normal:
+        for j in range(target_row.shape[0]):
+            t = target_row[j]
+            term = t * vlog_normal(min(max(input_row[j], eps), one - eps))
+            total += term if t != zero else zero
+    else:
+        for j in range(target_row.shape[0]):
+            t = target_row[j]
+            term = t * vlog(min(max(input_row[j], eps), one - eps))
+            total += term if t != zero else zero
+    return total
+
+
 @jit
 def _row_mass(mass, negatives):
     """A target row's entry in target_mass: its sum, or NaN if it has negative entries."""
@@ -241,19 +260,8 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
                 t_nonzero = _nonzero(t, zero, one)
                 nonzero += t_nonzero
                 column_sum += t_nonzero * input.dtype.type(j)  # a whole number: exact
-        else:
-            for j in range(c):  # vectorized: the checks
-                t = target[i, j]
-                mass += t
-                negatives += _below_zero(t, zero, one)
-                flagged_inputs += _below_zero_or_nan(input[i, j], zero, one)
-        # The terms, kept apart (in one loop LLVM took the log of every entry, 4x slower), in
-        # blocks: a vectorized scan tells which hold a non-zero target, and only those take
-        # the vectorized loop of logs. One-hot rows of 1000 take one block in 16 (the logs
-        # cost 0.5 ns an entry, float32, the scan a tenth of that); soft targets take them all.
-        # A row that is one block counts its non-zero targets instead, and a one-hot row takes
-        # its one log alone (64x10: 1.35 us the kernel, against 1.79 taking all ten).
-        if c <= _TERM_BLOCK:
+            # A one-hot row takes its one log alone (64x10: 1.35 us the kernel, against 1.79
+            # taking all ten)
             if nonzero == one:
                 j = int(column_sum)
                 total = _log_term(target[i, j], input[i, j], eps, one, zero, eps_normal)
@@ -261,18 +269,38 @@ def nll_prob_update_output(input, target, row_loss, eps, target_mass):
                 for j in range(c):
                     total += _log_term(target[i, j], input[i, j], eps, one, zero, eps_normal)
         else:
-            for start in range(0, c, _TERM_BLOCK):
-                # views, so the loops index from 0: indexing the row at start + j, Numba's
-                # wrap-around of negative indices kept the logs' loop scalar (2.2x slower)
-                target_block = target[i, start:start + _TERM_BLOCK]
-                input_block = input[i, start:start + _TERM_BLOCK]
-                nonzero = zero
-                for j in range(target_block.shape[0]):
-                    nonzero += _nonzero(target_block[j], zero, one)
-                if nonzero != zero:
-                    for j in range(target_block.shape[0]):
-                        total += _log_term(target_block[j], input_block[j], eps, one, zero,
-                                           eps_normal)
+            for j in range(c):  # vectorized: the checks
+                t = target[i, j]
+                mass += t
+                negatives += _below_zero(t, zero, one)
+                flagged_inputs += _below_zero_or_nan(input[i, j], zero, one)
+            # The terms, kept apart (in one loop LLVM took the log of every entry, 4x slower),
+            # in blocks: a vectorized scan tells which hold a non-zero target, and only those
+            # take the vectorized loop of logs. One-hot rows of 1000 take one block in 16 (the
+            # logs cost 0.5 ns an entry, float32, the scan a tenth of that). A row whose first
+            # block is all non-zero (soft labels) takes its logs in one loop over the row
+            # instead: blocks cost it 35% more (the end of every block, a vector sum per block;
+            # ClassNLLCriterion forward, soft targets, 256x1000 float32: 101-107 -> 86-89 us,
+            # docs/performance.md).
+            first_block = target[i, :_TERM_BLOCK]
+            for j in range(_TERM_BLOCK):
+                nonzero += _nonzero(first_block[j], zero, one)
+            if nonzero == input.dtype.type(_TERM_BLOCK):
+                total = _row_log_terms(target[i], input[i], eps, one, zero, eps_normal)
+            else:
+                for start in range(0, c, _TERM_BLOCK):
+                    # views, so the loops index from 0: indexing the row at start + j, Numba's
+                    # wrap-around of negative indices kept the logs' loop scalar (2.2x slower)
+                    target_block = target[i, start:start + _TERM_BLOCK]
+                    input_block = input[i, start:start + _TERM_BLOCK]
+                    if start != 0:  # the first block's count is taken above
+                        nonzero = zero
+                        for j in range(target_block.shape[0]):
+                            nonzero += _nonzero(target_block[j], zero, one)
+                    if nonzero != zero:
+                        for j in range(target_block.shape[0]):
+                            total += _log_term(target_block[j], input_block[j], eps, one, zero,
+                                               eps_normal)
         row_loss[i] = -total if flagged_inputs == 0 else np.nan
         target_mass[i] = _row_mass(mass, negatives)
     return _mean_jit(row_loss)

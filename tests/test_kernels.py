@@ -603,6 +603,10 @@ def test_probability_nll_forward_with_soft_targets_against_a_longdouble_referenc
     probabilities[3, -1] = 1
     probabilities[4, c // 2] = np.nan
     target = (r.random((n, c)) + 0.01).astype(dtype)
+    # row 5: a soft first block (the kernel then takes the row's logs in one loop), then zero
+    # targets where the probability is 0, whose terms must stay 0 when eps is 0 (log 0 = -inf)
+    target[5, 64:] = 0
+    probabilities[5, 64::2] = 0
     target /= target.sum(axis=1, keepdims=True)
     row_loss, mass = np.empty(n, dtype), np.empty(n, dtype)
     finite = np.arange(n) != 4
@@ -610,8 +614,9 @@ def test_probability_nll_forward_with_soft_targets_against_a_longdouble_referenc
         for variant in (K.nll_prob_update_output.serial, K.nll_prob_update_output.parallel):
             variant(probabilities, target, row_loss, eps, mass)
             clipped = np.clip(probabilities, eps, 1 - eps).astype(np.longdouble)  # as kernels
-            with np.errstate(divide="ignore"):
-                expected = -(target.astype(np.longdouble) * np.log(clipped)).sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                terms = target.astype(np.longdouble) * np.log(clipped)
+            expected = -np.where(target != 0, terms, 0).sum(axis=1)
             assert np.isnan(row_loss[4])
             if eps == 0:
                 assert row_loss[1] == np.inf
