@@ -41,8 +41,9 @@ from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_u
                   nll_prob_labels_update_grad_input, nll_prob_labels_update_output,
                   nll_prob_update_grad_input, nll_prob_update_output)
 from .optim import adam_step, sgd_momentum_step, zero_fill
-from .softmax import (log_softmax_update_grad_input, log_softmax_update_output,
-                      softmax_update_grad_input, softmax_update_output)
+from .softmax import (log_softmax_long_rows_update_output, log_softmax_update_grad_input,
+                      log_softmax_update_output, softmax_update_grad_input,
+                      softmax_update_output)
 
 __all__ = sorted(ALL_KERNELS) + ["ALL_KERNELS", "Kernel", "drop_threshold", "shifted_seed",
                                  "BACKENDS", "backend", "get_backend", "set_backend",

@@ -31,3 +31,7 @@ GATHER_MIN_BYTES = 16 * 2**20
 # not depend on the thread count. Whole rows, because walking a block of columns down a
 # 4096-row batch crosses a page per row (measured 4-10x slower than whole rows).
 ROW_CHUNK = 64
+
+# Rows of at least this many columns go to kernels of their own, compiled for 512-bit vectors
+# (kernel(long_rows=...), _jit.py); shorter rows ran slower with them.
+LONG_ROW = 512

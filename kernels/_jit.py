@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _cache, _dispatch, _threads
 from ._dispatch import get_backend
-from ._config import FASTMATH, FASTMATH_ORDERED, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
+from ._config import FASTMATH, FASTMATH_ORDERED, LONG_ROW, PARALLEL_MIN_ELEMENTS, ROW_CHUNK
 
 ALL_KERNELS = {}
 
@@ -217,7 +217,7 @@ def refused(name, args, error):
                 f"help(nnjit.kernels.{name}) gives")
 
 
-def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
+def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS, long_rows=None):
     """Decorator: compile a prange body twice, serial and parallel, behind one Kernel.
 
     The parallel variant runs when ``args[size_arg]`` has at least ``parallel_min`` elements
@@ -226,6 +226,11 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
     or its output, whichever has more channels), or a function of the tuple of arguments giving
     the work to compare with ``parallel_min``. Both variants compile lazily on first use, never
     at import.
+
+    ``long_rows``: another kernel of the same arguments and result, run instead of the
+    parallel variant when the first argument has LONG_ROW or more columns (rows compiled for
+    wider vectors, _config.py). A kernel of its own, so that only a process that meets such
+    rows compiles it; small inputs keep the serial variant, which was as fast or faster.
     """
     if callable(size_arg):
         first, single, size = None, False, size_arg
@@ -244,8 +249,12 @@ def kernel(size_arg=0, parallel_min=PARALLEL_MIN_ELEMENTS):
             try:
                 if _compile_both.get():
                     PARALLEL_GUARD.run(parallel, serial, args)
+                    if long_rows is not None and args[0].shape[1] >= LONG_ROW:
+                        long_rows.numba(*args)
                     return serial(*args)
                 if (args[first].size if single else size(args)) >= parallel_min:
+                    if long_rows is not None and args[0].shape[1] >= LONG_ROW:
+                        return long_rows.numba(*args)
                     return PARALLEL_GUARD.run(parallel, serial, args)
                 return serial(*args)
             except NUMBA_REFUSALS as error:

@@ -603,6 +603,35 @@ def counted_exp_sum_storing_shifted(row, out, top, m):
     return ties, rest
 
 
+# The block whose end overlaps a long row's end (counted_exp_sum_storing_shifted_in_blocks).
+_TAIL_BLOCK = 64
+
+
+@_jit_poly
+def counted_exp_sum_storing_shifted_in_blocks(row, out, top, m):
+    """counted_exp_sum_storing_shifted(row, out, top, m), its loop over whole blocks of 64,
+    and the rest of the row taken as the last 64 entries, the ones the loop took already
+    weighted by 0 (their out[j] written again, with the same value). With 512-bit vectors
+    LLVM's loop takes 64 float32 entries a step and leaves the rest of a row to scalar code:
+    40 of 1000. A row of fewer than 64 entries is all loop."""
+    zero, one = row.dtype.type(0), row.dtype.type(1)
+    body = m - m % _TAIL_BLOCK if m >= _TAIL_BLOCK else m
+    ties, rest = counted_exp_sum_storing_shifted(row, out, top, body)
+    if body < m:
+        first_new = _TAIL_BLOCK - (m - body)
+        # views, so the loop indexes from 0 (Numba's wrap-around of negative indices would
+        # keep it scalar); weights, not a condition on k, which left it scalar
+        tail, tail_out = row[m - _TAIL_BLOCK:m], out[m - _TAIL_BLOCK:m]
+        for k in range(_TAIL_BLOCK):
+            shifted = tail[k] - top
+            tail_out[k] = shifted
+            e = vexp_nonpositive(shifted)
+            weight = one if k >= first_new else zero
+            rest += (e if shifted != zero else zero) * weight
+            ties += (one if shifted == zero else zero) * weight
+    return ties, rest
+
+
 @_jit_exact
 def log_of_counted_total(ties, rest):
     """log(ties + rest) as log1p((ties - 1) + rest), in float64: ties (the entries equal to the

@@ -19,6 +19,7 @@ from .criterions import ClassNLLCriterion, CrossEntropyCriterion, MSECriterion
 from .distributed import SelfComm, Shard
 from .dropout import Dropout
 from .kernels import _cache
+from .kernels._config import LONG_ROW
 from .linear import Linear
 from .normalization import BatchNormalization, ChannelwiseScaling
 from .reshape import Flatten
@@ -70,6 +71,10 @@ def plan(dtype):
     yield ("AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
                                    LogSoftMax()), ClassNLLCriterion(log_input=True), labels,
            (2, 1, 8, 8))
+    # rows of LONG_ROW columns and up: log-softmax's long-row kernel
+    yield (f"LogSoftMax over {LONG_ROW} classes",
+           Sequential(Linear(8, LONG_ROW, dtype=dtype), LogSoftMax()),
+           ClassNLLCriterion(log_input=True), labels, (2, 8))
 
 
 def _compile_item(make_plan, dtype_name, index):

@@ -170,8 +170,9 @@ def test_log_softmax_of_confident_rows_no_worse_than_torch(dtype, columns):
 
 
 # Widths around the kernel's loop boundaries: its short-row loops (32-63 past a multiple of
-# 64, under 128 columns), the plain loops on either side, one vector or less, and wide rows.
-EVERY_KIND_OF_WIDTH = [2, 10, 31, 32, 64, 90, 100, 127, 128, 300, 1000]
+# 64, under 128 columns), the plain loops on either side, one vector or less, and wide rows
+# (log-softmax's long-row kernel from 512 columns, its last block overlapping by 63 or 1).
+EVERY_KIND_OF_WIDTH = [2, 10, 31, 32, 64, 90, 100, 127, 128, 300, 513, 575, 1000]
 
 
 def _assert_within_a_few_ulp(errors, dtype, columns):

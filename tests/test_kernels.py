@@ -155,6 +155,7 @@ ARGS = {
     "softmax_update_grad_input": lambda r, n, c, dt: [
         _probabilities(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
     "log_softmax_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
+    "log_softmax_long_rows_update_output": lambda r, n, c, dt: [_x(r, n, c, dt), _empty(n, c, dt)],
     "log_softmax_update_grad_input": lambda r, n, c, dt: [
         _log_probabilities(r, n, c, dt), _x(r, n, c, dt), _empty(n, c, dt)],
     "nll_prob_labels_update_output": lambda r, n, c, dt: [
@@ -374,6 +375,52 @@ def test_dropout_twins_drop_exactly_the_same_elements(name):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+@pytest.mark.parametrize("c", [1, 10, 63, 64, 65, 127, 512, 513, 575, 576, 1000])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_log_softmax_long_rows_whatever_the_last_block(dtype, c):
+    """The long-row kernel takes a row's last partial block as the 64 entries ending the row,
+    those the loop took already weighted by 0: maxima repeated on either side of the block's
+    start, and NaN and -inf there, must count once, as in the twin; in both variants, and
+    through log_softmax_update_output, which hands it rows of LONG_ROW columns and up."""
+    r = np.random.default_rng(c)
+    n = 24
+    x = _x(r, n, c, dtype)
+    overlap_start, body_end = max(c - 64, 0), c - c % 64 if c >= 64 else c
+    for row, columns in enumerate([[overlap_start], [c - 1], [overlap_start, c - 1],
+                                   [body_end - 1, body_end % c], list(range(overlap_start, c))]):
+        x[row, columns] = x[row].max() + 1  # the maximum, at each of these columns
+    x[5, overlap_start] = np.nan
+    x[6, c - 1] = np.nan
+    x[7, overlap_start] = -np.inf
+    x[8, [overlap_start, c - 1]] = -np.inf
+    long_rows = K.log_softmax_long_rows_update_output
+    for variant in (long_rows.serial, long_rows.parallel, K.log_softmax_update_output.numba):
+        _check_against_twin(variant, long_rows.numpy, [x, np.empty_like(x)], dtype)
+
+
+def test_log_softmax_takes_the_long_row_kernel_for_long_rows_at_parallel_sizes():
+    """log_softmax_update_output runs its own variants below LONG_ROW columns or below its
+    parallel threshold, and the long-row kernel otherwise."""
+    from unittest import mock
+
+    from nnjit.kernels._config import LONG_ROW, PARALLEL_MIN_EXP
+    calls = []
+
+    def record(parallel_variant, serial_variant, args):
+        calls.append(parallel_variant)
+        return parallel_variant(*args)
+
+    rows = PARALLEL_MIN_EXP // LONG_ROW
+    with mock.patch.object(K._jit.PARALLEL_GUARD, "run", side_effect=record):
+        for shape in [(rows, LONG_ROW), (rows + 1, LONG_ROW - 1), (rows - 1, LONG_ROW)]:
+            x = np.zeros(shape, np.float32)
+            out = np.empty_like(x)
+            K.log_softmax_update_output(x, out)
+            np.testing.assert_allclose(out, -np.log(np.float32(shape[1])), rtol=1e-6)
+    assert calls == [K.log_softmax_long_rows_update_output.parallel,
+                     K.log_softmax_update_output.parallel]
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("variant", ["serial", "parallel"])
 def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, variant):
@@ -394,7 +441,8 @@ def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, v
     getattr(K.cross_entropy_labels_update_output, variant)(x, labels, row_loss, top, total)
     getattr(K.cross_entropy_labels_update_grad_input, variant)(x, labels, top, total, grad)
     results = {"cross_entropy rows": row_loss[:, None], "cross_entropy grad": grad}
-    for name in ["softmax_update_output", "log_softmax_update_output"]:
+    for name in ["softmax_update_output", "log_softmax_update_output",
+                 "log_softmax_long_rows_update_output"]:
         results[name] = np.empty_like(x)
         getattr(K.ALL_KERNELS[name], variant)(x, results[name])
     reference = {"cross_entropy rows": np.empty(n, dtype)[:, None], "cross_entropy grad": np.empty_like(x),
@@ -404,6 +452,7 @@ def test_one_nan_makes_its_whole_row_nan_in_the_row_normalizing_kernels(dtype, v
     K.cross_entropy_labels_update_grad_input.numpy(x, labels, ref_top, ref_total, reference["cross_entropy grad"])
     K.softmax_update_output.numpy(x, reference["softmax_update_output"])
     K.log_softmax_update_output.numpy(x, reference["log_softmax_update_output"])
+    reference["log_softmax_long_rows_update_output"] = reference["log_softmax_update_output"]
     for name, result in results.items():
         assert np.isnan(result[nan_rows]).all(), name
         np.testing.assert_allclose(result[clean], reference[name][clean], **tolerance(dtype), err_msg=name)
