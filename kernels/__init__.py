@@ -33,7 +33,8 @@ from .linear import (bias_acc_grad, bias_add, linear_acc_grad_parameters,
                      linear_acc_grad_parameters_in_place, linear_first_grad_parameters,
                      linear_update_output)
 from .mse import mse_update_grad_input, mse_update_output
-from .nll import (cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
+from .nll import (cross_entropy_labels_long_rows_update_output,
+                  cross_entropy_labels_update_grad_input, cross_entropy_labels_update_output,
                   cross_entropy_update_grad_input, cross_entropy_update_output,
                   first_bad_distribution,
                   nll_log_labels_update_grad_input, nll_log_labels_update_output,

@@ -603,32 +603,60 @@ def counted_exp_sum_storing_shifted(row, out, top, m):
     return ties, rest
 
 
-# The block whose end overlaps a long row's end (counted_exp_sum_storing_shifted_in_blocks).
+# Long rows' counted sums take whole blocks of 64 and then the block ending the row: with
+# 512-bit vectors LLVM's loop takes 64 float32 entries a step and leaves the rest of a row to
+# scalar code (40 of 1000).
 _TAIL_BLOCK = 64
 
 
 @_jit_poly
-def counted_exp_sum_storing_shifted_in_blocks(row, out, top, m):
-    """counted_exp_sum_storing_shifted(row, out, top, m), its loop over whole blocks of 64,
-    and the rest of the row taken as the last 64 entries, the ones the loop took already
-    weighted by 0 (their out[j] written again, with the same value). With 512-bit vectors
-    LLVM's loop takes 64 float32 entries a step and leaves the rest of a row to scalar code:
-    40 of 1000. A row of fewer than 64 entries is all loop."""
+def _whole_blocks(m):
+    """The entries of a row of m that whole blocks of 64 cover (all of a row under 64)."""
+    return m - m % _TAIL_BLOCK if m >= _TAIL_BLOCK else m
+
+
+@_jit_poly
+def _counted_last_block(row, out, top, m, body, store):
+    """counted_exp_sum over row[body:m], taken as the 64 entries ending the row, those before
+    body weighted by 0 (views, so the loop indexes from 0: Numba's wrap-around of negative
+    indices would keep it scalar; weights, as a condition on k left it scalar). store: as
+    counted_exp_sum_storing_shifted, out[j] = row[j] - top, written again before body with
+    the value it has."""
     zero, one = row.dtype.type(0), row.dtype.type(1)
-    body = m - m % _TAIL_BLOCK if m >= _TAIL_BLOCK else m
+    rest, ties = zero, zero
+    first_new = _TAIL_BLOCK - (m - body)
+    tail, tail_out = row[m - _TAIL_BLOCK:m], out[m - _TAIL_BLOCK:m]
+    for k in range(_TAIL_BLOCK):
+        shifted = tail[k] - top
+        if store:
+            tail_out[k] = shifted
+        e = vexp_nonpositive(shifted)
+        weight = one if k >= first_new else zero
+        rest += (e if shifted != zero else zero) * weight
+        ties += (one if shifted == zero else zero) * weight
+    return ties, rest
+
+
+@_jit_poly
+def counted_exp_sum_in_blocks(row, top, m):
+    """counted_exp_sum(row, top, m) in whole blocks of 64, then the block ending the row."""
+    body = _whole_blocks(m)
+    ties, rest = counted_exp_sum(row, top, body)
+    if body < m:
+        last_ties, last_rest = _counted_last_block(row, row, top, m, body, False)
+        ties, rest = ties + last_ties, rest + last_rest
+    return ties, rest
+
+
+@_jit_poly
+def counted_exp_sum_storing_shifted_in_blocks(row, out, top, m):
+    """counted_exp_sum_storing_shifted(row, out, top, m) in whole blocks of 64, then the
+    block ending the row."""
+    body = _whole_blocks(m)
     ties, rest = counted_exp_sum_storing_shifted(row, out, top, body)
     if body < m:
-        first_new = _TAIL_BLOCK - (m - body)
-        # views, so the loop indexes from 0 (Numba's wrap-around of negative indices would
-        # keep it scalar); weights, not a condition on k, which left it scalar
-        tail, tail_out = row[m - _TAIL_BLOCK:m], out[m - _TAIL_BLOCK:m]
-        for k in range(_TAIL_BLOCK):
-            shifted = tail[k] - top
-            tail_out[k] = shifted
-            e = vexp_nonpositive(shifted)
-            weight = one if k >= first_new else zero
-            rest += (e if shifted != zero else zero) * weight
-            ties += (one if shifted == zero else zero) * weight
+        last_ties, last_rest = _counted_last_block(row, out, top, m, body, True)
+        ties, rest = ties + last_ties, rest + last_rest
     return ties, rest
 
 

@@ -26,9 +26,9 @@ from numba import prange
 from ._config import (GATHER_MIN_BYTES, PARALLEL_MIN_EXP, PARALLEL_MIN_GATHER,
                       PARALLEL_MIN_STREAMING)
 from ._jit import Kernel, jit, kernel, n_row_chunks, row_chunk
-from ._vmath import (SHORT_ROW_MASK, counted_exp_sum, inlined, is_normal, log_of_counted_total,
-                     nll_term, row_max, row_max_of, short_rows, vexp_nonpositive, vlog,
-                     vlog_normal, wide_vectors)
+from ._vmath import (SHORT_ROW_MASK, counted_exp_sum, counted_exp_sum_in_blocks, inlined,
+                     is_normal, log_of_counted_total, nll_term, row_max, row_max_of, short_rows,
+                     vexp_nonpositive, vlog, vlog_normal, wide_vectors)
 
 
 def _mean(row_loss):
@@ -507,6 +507,27 @@ def _top_total_numpy(x, row_top, row_total):
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
+def cross_entropy_labels_long_rows_update_output(input, labels, row_loss, row_top, row_total):
+    """cross_entropy_labels_update_output, run in place of its parallel variant for rows of
+    LONG_ROW or more columns: 512-bit vectors, and the exps' loop in whole blocks of 64 (see
+    softmax.log_softmax_long_rows_update_output); the counted sum at every width."""
+    n, c = input.shape
+    for i in prange(n):
+        wide_vectors()
+        row = input[i]
+        top = row_max_of(row, c)
+        ties, rest = counted_exp_sum_in_blocks(row, top, c)
+        row_top[i], row_total[i] = top, np.float64(ties) + np.float64(rest)
+        label = labels[i]
+        if _label_in_range(label, c):
+            row_loss[i] = nll_term(np.float64(row[label]), np.float64(top),
+                                   log_of_counted_total(ties, rest))
+        else:
+            row_loss[i] = np.nan
+    return _mean_jit(row_loss)
+
+
+@kernel(parallel_min=PARALLEL_MIN_EXP, long_rows=cross_entropy_labels_long_rows_update_output)
 def cross_entropy_labels_update_output(input, labels, row_loss, row_top, row_total):
     """input (n, c) raw scores; labels (n,) int64; row_loss, row_top, row_total [BUFFER] (n,)
     (see above), row_loss NaN for a label out of [0, c). Returns the mean of
@@ -539,6 +560,9 @@ def cross_entropy_labels_update_output_numpy(input, labels, row_loss, row_top, r
     if bad is not None:
         row_loss[bad] = np.nan
     return _mean(row_loss)
+
+
+cross_entropy_labels_long_rows_update_output.numpy_twin(cross_entropy_labels_update_output.numpy)
 
 
 def _stale_tolerance(c, dtype_eps):

@@ -71,10 +71,12 @@ def plan(dtype):
     yield ("AvgPool2d", Sequential(AvgPool2d(2), Flatten(), Linear(16, 4, dtype=dtype),
                                    LogSoftMax()), ClassNLLCriterion(log_input=True), labels,
            (2, 1, 8, 8))
-    # rows of LONG_ROW columns and up: log-softmax's long-row kernel
+    # rows of LONG_ROW columns and up: the long-row kernels of log-softmax and cross-entropy
     yield (f"LogSoftMax over {LONG_ROW} classes",
            Sequential(Linear(8, LONG_ROW, dtype=dtype), LogSoftMax()),
            ClassNLLCriterion(log_input=True), labels, (2, 8))
+    yield (f"CrossEntropyCriterion over {LONG_ROW} classes",
+           Sequential(Linear(8, LONG_ROW, dtype=dtype)), CrossEntropyCriterion(), labels, (2, 8))
 
 
 def _compile_item(make_plan, dtype_name, index):

@@ -180,6 +180,8 @@ ARGS = {
         np.empty(n, dt)],
     "cross_entropy_labels_update_output": lambda r, n, c, dt: [
         _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
+    "cross_entropy_labels_long_rows_update_output": lambda r, n, c, dt: [
+        _x(r, n, c, dt), _labels(r, n, c), np.empty(n, dt), np.empty(n, dt), np.empty(n)],
     "cross_entropy_labels_update_grad_input": lambda r, n, c, dt: _with_row_statistics(
         _x(r, n, c, dt), _labels(r, n, c), _empty(n, c, dt)),
     "cross_entropy_update_output": lambda r, n, c, dt: [
@@ -375,16 +377,25 @@ def test_dropout_twins_drop_exactly_the_same_elements(name):
     np.testing.assert_array_equal(a[1], b[1])
 
 
+# long-row kernel: (the kernel that hands it long rows, the position of its per-row result)
+LONG_ROW_KERNELS = {"log_softmax_long_rows_update_output": ("log_softmax_update_output", 1),
+                    "cross_entropy_labels_long_rows_update_output":
+                        ("cross_entropy_labels_update_output", 2)}
+
+
 @pytest.mark.parametrize("c", [1, 10, 63, 64, 65, 127, 512, 513, 575, 576, 1000])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-def test_log_softmax_long_rows_whatever_the_last_block(dtype, c):
-    """The long-row kernel takes a row's last partial block as the 64 entries ending the row,
+@pytest.mark.parametrize("name", sorted(LONG_ROW_KERNELS))
+def test_long_row_kernels_whatever_the_last_block(name, dtype, c):
+    """The long-row kernels take a row's last partial block as the 64 entries ending the row,
     those the loop took already weighted by 0: maxima repeated on either side of the block's
     start, and NaN and -inf there, must count once, as in the twin; in both variants, and
-    through log_softmax_update_output, which hands it rows of LONG_ROW columns and up."""
+    through the kernel that hands them rows of LONG_ROW columns and up. A row with a NaN has
+    NaN results and unspecified statistics (cross-entropy's row maximum: _vmath.row_max)."""
     r = np.random.default_rng(c)
     n = 24
-    x = _x(r, n, c, dtype)
+    args = ARGS[name](r, n, c, dtype)
+    x = args[0]
     overlap_start, body_end = max(c - 64, 0), c - c % 64 if c >= 64 else c
     for row, columns in enumerate([[overlap_start], [c - 1], [overlap_start, c - 1],
                                    [body_end - 1, body_end % c], list(range(overlap_start, c))]):
@@ -393,14 +404,26 @@ def test_log_softmax_long_rows_whatever_the_last_block(dtype, c):
     x[6, c - 1] = np.nan
     x[7, overlap_start] = -np.inf
     x[8, [overlap_start, c - 1]] = -np.inf
-    long_rows = K.log_softmax_long_rows_update_output
-    for variant in (long_rows.serial, long_rows.parallel, K.log_softmax_update_output.numba):
-        _check_against_twin(variant, long_rows.numpy, [x, np.empty_like(x)], dtype)
+    long_rows = K.ALL_KERNELS[name]
+    rows, result = LONG_ROW_KERNELS[name]
+    clean = ~np.isnan(x).any(axis=1)
+    for variant in (long_rows.serial, long_rows.parallel, K.ALL_KERNELS[rows].numba):
+        got = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        want = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+        returned, expected = variant(*got), long_rows.numpy(*want)
+        if expected is not None:  # the mean loss: NaN, as the NaN rows make it
+            np.testing.assert_allclose(returned, expected, **tolerance(dtype))
+        assert np.isnan(got[result][~clean]).all()
+        for index, (g, w) in enumerate(zip(got, want)):
+            if isinstance(g, np.ndarray) and g.dtype.kind == "f":
+                np.testing.assert_allclose(g[clean], w[clean], **tolerance(dtype),
+                                           err_msg=f"argument {index}")
 
 
 def test_log_softmax_takes_the_long_row_kernel_for_long_rows_at_parallel_sizes():
     """log_softmax_update_output runs its own variants below LONG_ROW columns or below its
-    parallel threshold, and the long-row kernel otherwise."""
+    parallel threshold, and the long-row kernel otherwise (cross-entropy's labels forward
+    takes its own the same way: kernel(long_rows=...))."""
     from unittest import mock
 
     from nnjit.kernels._config import LONG_ROW, PARALLEL_MIN_EXP
