@@ -85,14 +85,10 @@ def _row_log_terms(target_row, input_row, eps, one, zero, eps_normal):
     total = zero
     if eps_normal:
         for j in range(target_row.shape[0]):
-            t = target_row[j]
-            term = t * vlog_normal(min(max(input_row[j], eps), one - eps))
-            total += term if t != zero else zero
+            total += _log_term(target_row[j], input_row[j], eps, one, zero, True)
     else:
         for j in range(target_row.shape[0]):
-            t = target_row[j]
-            term = t * vlog(min(max(input_row[j], eps), one - eps))
-            total += term if t != zero else zero
+            total += _log_term(target_row[j], input_row[j], eps, one, zero, False)
     return total
 
 
