@@ -75,6 +75,15 @@ def softmax_update_grad_input_numpy(output, grad_output, grad_input):
 
 
 @inlined
+def _subtract_log_total(out, ties, rest, m):
+    """out[:m] -= log(ties + rest), log-softmax's second subtraction, in a loop of its own
+    (see _log_softmax_row)."""
+    log_total = out.dtype.type(log_of_counted_total(ties, rest))
+    for j in range(m):
+        out[j] = out[j] - log_total
+
+
+@inlined
 def _log_softmax_row(row, out, m):
     """out[:m] = row[:m] - max - log(sum(exp(row[:m] - max))). The sum's pass stores x - max,
     and (x - max) - log(sum) is then computed in out, on the row in L1, instead of a third pass
@@ -84,9 +93,7 @@ def _log_softmax_row(row, out, m):
     max's precision (a relative error of 0.3 in float32 at logits of 1e4)."""
     top = row_max_of(row, m)
     ties, rest = counted_exp_sum_storing_shifted(row, out, top, m)
-    log_total = row.dtype.type(log_of_counted_total(ties, rest))
-    for j in range(m):
-        out[j] = out[j] - log_total
+    _subtract_log_total(out, ties, rest, m)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP)
@@ -103,9 +110,7 @@ def log_softmax_long_rows_update_output(input, output):
         row, out = input[i], output[i]
         top = row_max_of(row, c)
         ties, rest = counted_exp_sum_storing_shifted_in_blocks(row, out, top, c)
-        log_total = row.dtype.type(log_of_counted_total(ties, rest))
-        for j in range(c):
-            out[j] = out[j] - log_total
+        _subtract_log_total(out, ties, rest, c)
 
 
 @kernel(parallel_min=PARALLEL_MIN_EXP, long_rows=log_softmax_long_rows_update_output)
