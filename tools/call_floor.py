@@ -1,7 +1,9 @@
 """The per-call floor of a small criterion call: ClassNLLCriterion(log_input=True).forward at
 64x10 float32 with labels, beside an empty Numba function of the kernel's three arrays, the
 kernel's serial variant, the kernel through nnjit's dispatch, and torch's F.nll_loss (if
-installed). Medians of five rounds of 20,000 calls each, in a tight loop, every case in turn.
+installed). Medians of five rounds of 20,000 calls each, in a tight loop, every case in turn:
+timed in rounds, not call by call as tools/_timing.py does, because a timer read around each
+call would add its own cost to calls of a fraction of a microsecond.
 
     python tools/call_floor.py
 """
