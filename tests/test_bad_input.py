@@ -212,6 +212,35 @@ def test_dense_targets_must_be_class_distributions(dtype, backend, bad_row, says
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("backend", nnjit.BACKENDS)
+def test_a_negative_target_entry_is_refused_wherever_it_sits(dtype, backend):
+    """A negative entry too small to move its row's sum off 1 (-1e-30), or -inf, is still
+    refused, in short and long rows (the probability form's forward scans rows of more than
+    64 columns in another loop) and at serial and parallel sizes, forward and backward; -0.0
+    entries are zeros."""
+    rng = np.random.default_rng(3)
+    for n, c in [(5, 3), (64, 100), (512, 300)]:
+        p = rng.random((n, c)) + 0.1
+        p = (p / p.sum(axis=1, keepdims=True)).astype(dtype)
+        labels = rng.integers(0, c, n)
+        one_hot = np.eye(c, dtype=dtype)[labels]
+        with nnjit.backend(backend):
+            for criterion in _criterions():
+                x = np.log(p) if isinstance(criterion, nnjit.ClassNLLCriterion) and criterion.log_input else p
+                for row, column in [(0, 0), (n - 1, c - 1), (n // 2, (labels[n // 2] + 1) % c)]:
+                    for value in (dtype(-1e-30), dtype(-np.inf)):
+                        target = one_hot.copy()
+                        target[row, column] = value
+                        for call in (criterion.forward, criterion.backward):
+                            with pytest.raises(ValueError, match=f"row {row} has a negative entry"):
+                                call(x, target)
+                signed_zeros = np.where(one_hot == 0, dtype(-0.0), one_hot)
+                assert criterion.forward(x, signed_zeros) == criterion.forward(x, one_hot)
+                np.testing.assert_array_equal(criterion.backward(x, signed_zeros),
+                                              criterion.backward(x, one_hot))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", nnjit.BACKENDS)
 def test_dense_targets_that_are_distributions_pass(dtype, backend):
     """One-hot rows (also as integers or booleans), label smoothing, softmax outputs rounded
     to float32 over 1000 classes, and float32 soft targets with float64 input: accepted, and
