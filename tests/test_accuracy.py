@@ -220,6 +220,29 @@ def test_cross_entropy_of_confident_rows_within_a_few_ulp_at_every_width(dtype, 
     _assert_within_a_few_ulp(errors, dtype, columns)
 
 
+@pytest.mark.parametrize("columns", [10, 100, 300, 1000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_with_dense_targets_as_accurate_as_with_labels(dtype, columns):
+    """Dense targets take the loss as sum(t * (top - x)) + sum(t) * log(sum of exps), every
+    term positive: one-hot rows (the confident rows of the test above) and label-smoothed rows
+    stay within a few ulp of the reference, and the rows' target sums are their sums."""
+    errors = []
+    for seed in range(30):
+        x = _confident_logits(dtype, seed, columns)
+        n = len(x)
+        one_hot = np.eye(columns, dtype=dtype)[np.zeros(n, np.int64)]
+        smoothed = (0.9 * one_hot + 0.1 / columns).astype(dtype)
+        rows, top, total = np.empty(n, dtype), np.empty(n, dtype), np.empty(n)
+        mass = np.empty(n, dtype)
+        for target in (one_hot, smoothed):
+            K.cross_entropy_update_output.numba(x, target, rows, top, total, mass)
+            expected = -(_ld(target) * _log_softmax_reference(x)).sum(axis=1)
+            errors.append(_max_relative_error(rows, expected, dtype))
+            np.testing.assert_allclose(mass, target.sum(axis=1, dtype=np.float64),
+                                       rtol=columns * np.finfo(dtype).eps)
+    _assert_within_a_few_ulp(errors, dtype, columns)
+
+
 @pytest.mark.parametrize("columns", COLUMNS)
 def test_float32_cross_entropy_of_confident_rows_within_four_ulp(columns):
     """The loss of a confident row whose label is its maximum is log(sum) with the sum near
