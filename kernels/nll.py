@@ -166,6 +166,17 @@ def _count_negative_or_nan(x, i):
     return flagged
 
 
+@jit
+def _count_negative_or_nan_flat(x):
+    """How many entries of the 1-D x are negative or NaN. A function of its own: written out
+    in a parallel kernel's task, the loop ran 1.5-2x slower (scratch)."""
+    zero, one = x.dtype.type(0), x.dtype.type(1)
+    flagged = zero
+    for k in range(x.shape[0]):
+        flagged += _below_zero_or_nan(x[k], zero, one)
+    return flagged
+
+
 def _rows_with_negatives_numpy(x):
     return x.min(axis=1) < 0
 
@@ -179,13 +190,24 @@ def nll_prob_labels_update_output(input, labels, row_loss, eps):
     """input (n, c) probabilities; labels (n,) int64; row_loss [BUFFER] (n,), NaN for a row
     with a negative input or a label out of [0, c); eps clip bound. Returns the mean loss."""
     n, c = input.shape
-    one = input.dtype.type(1)
-    for i in prange(n):
-        label = labels[i]
-        if _count_negative_or_nan(input, i) == 0 and _label_in_range(label, c):
-            row_loss[i] = -vlog(min(max(input[i, label], eps), one - eps))
-        else:
-            row_loss[i] = np.nan
+    zero, one = input.dtype.type(0), input.dtype.type(1)
+    for chunk in prange(n_row_chunks(n)):
+        start, stop = row_chunk(chunk, n)
+        # Rows of a few columns took a loop each for the check, and a scalar log each: the
+        # check runs over the task's rows as one flat array (rows are looked at one by one
+        # only if it flags something), and the logs over the gathered entries in one loop
+        # (ClassNLLCriterion forward, 4096x10 float32: 30 -> 13 us)
+        rows = input[start:stop]
+        flagged = _count_negative_or_nan_flat(rows.reshape(rows.size))
+        for i in range(start, stop):
+            label = labels[i]
+            if _label_in_range(label, c) and (flagged == zero or _count_negative_or_nan(input, i) == 0):
+                row_loss[i] = min(max(input[i, label], eps), one - eps)
+            else:
+                row_loss[i] = np.nan
+        picked = row_loss[start:stop]
+        for k in range(picked.shape[0]):
+            picked[k] = -vlog(picked[k])
     return _mean_jit(row_loss)
 
 

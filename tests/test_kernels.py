@@ -557,14 +557,14 @@ print(compiled)
 def test_probability_kernels_flag_rows_with_negative_input(name, dtype):
     """The probability form's kernels flag rows with a negative input in their own pass
     (forward: NaN row loss, backward: a count), identically on every path; -0.0 and NaN are
-    not negative."""
+    not negative. Rows of 10 columns too: the labels forward scans a task's rows as one."""
     kernel = K.ALL_KERNELS[name]
-    for n, c in [(5, 13), (301, 257)]:
+    for n, c in [(5, 13), (301, 257), (301, 10)]:
         args = ARGS[name](np.random.default_rng(4), n, c, dtype)
         x = args[0]
         x[1, 0], x[3, c - 1], x[4, 2] = -0.25, -1e-30, -0.0
         if n > 100:
-            x[200, 100] = np.nan
+            x[200, c // 2] = np.nan
             x[300, :] = -1
         for variant in [kernel.serial, kernel.parallel]:
             _check_against_twin(variant, kernel.numpy, args, dtype)
