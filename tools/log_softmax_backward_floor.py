@@ -23,7 +23,7 @@ try:
     import torch
 except ImportError:
     sys.exit("tools/log_softmax_backward_floor.py compares with torch: pip install torch==2.13.0")
-torch.set_num_threads(numba.get_num_threads())
+
 
 @numba.njit(parallel=True, fastmath=FASTMATH)
 def fused_pass(y, g, s, out):  # the op's write pass alone: read two, exp, write one (row sums given)
@@ -32,21 +32,31 @@ def fused_pass(y, g, s, out):  # the op's write pass alone: read two, exp, write
         for j in range(y.shape[1]):
             out[i, j] = g[i, j] - vexp_nonpositive(y[i, j]) * si
 
-for dtype in (np.float32, np.float64):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((256, 1000)).astype(dtype)
-    g = rng.standard_normal((256, 1000)).astype(dtype)
-    m = nnjit.LogSoftMax(); y = m.forward(x).copy()
-    s = g.sum(1); out = np.empty_like(x)
-    ty, tg = torch.from_numpy(y), torch.from_numpy(g)
-    cases = {"module": lambda: m.updateGradInput(x, g),
-             "fused pass": lambda: fused_pass(y, g, s, out),
-             "torch aten": lambda: torch.ops.aten._log_softmax_backward_data(tg, ty, 1, ty.dtype)}
-    for f in cases.values(): f()
-    res = {k: [] for k in cases}
-    for r in range(7):
-        for k, f in cases.items():
-            res[k].append(median_seconds(f, 300) * 1e6)
-    med = {k: float(np.median(v)) for k, v in res.items()}
-    print(np.dtype(dtype).name, "256x1000", "  ".join(f"{k} {v:.1f}" for k, v in med.items()),
-          f" needs {med['torch aten'] / 1.25:.1f}  needs/fused {med['torch aten'] / 1.25 / med['fused pass']:.2f}")
+
+def main():
+    torch.set_num_threads(numba.get_num_threads())
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((256, 1000)).astype(dtype)
+        g = rng.standard_normal((256, 1000)).astype(dtype)
+        m = nnjit.LogSoftMax()
+        y = m.forward(x).copy()
+        s = g.sum(1)
+        out = np.empty_like(x)
+        ty, tg = torch.from_numpy(y), torch.from_numpy(g)
+        cases = {"module": lambda: m.updateGradInput(x, g),
+                 "fused pass": lambda: fused_pass(y, g, s, out),
+                 "torch aten": lambda: torch.ops.aten._log_softmax_backward_data(tg, ty, 1, ty.dtype)}
+        for call in cases.values():
+            call()  # compile and warm up
+        res = {k: [] for k in cases}
+        for _ in range(7):
+            for k, f in cases.items():
+                res[k].append(median_seconds(f, 300) * 1e6)
+        med = {k: float(np.median(v)) for k, v in res.items()}
+        print(np.dtype(dtype).name, "256x1000", "  ".join(f"{k} {v:.1f}" for k, v in med.items()),
+              f" needs {med['torch aten'] / 1.25:.1f}  needs/fused {med['torch aten'] / 1.25 / med['fused pass']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
